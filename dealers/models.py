@@ -1,0 +1,373 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as DjangoUserManager
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.functional import cached_property
+
+from dealers.countries import COUNTRY_CHOICES
+
+
+class StaffRole(models.TextChoices):
+    """Vendor staff roles. Each is a Django group of the same name (created by a migration)."""
+
+    PARTNER_MANAGER = "Partner manager"
+    REGIONAL_DIRECTOR = "Regional director"
+    CHANNEL_ADMIN = "Channel admin"
+
+
+class UserManager(DjangoUserManager):
+    use_in_migrations = True
+
+    def _create_user(self, email, password, **extra_fields):
+        if not email:
+            raise ValueError("An email address is required")
+        user = self.model(email=self.normalize_email(email).lower(), **extra_fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email, password=None, **extra_fields):
+        extra_fields.setdefault("is_staff", False)
+        extra_fields.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra_fields)
+
+    def create_superuser(self, email, password=None, **extra_fields):
+        extra_fields["is_staff"] = True
+        extra_fields["is_superuser"] = True
+        return self._create_user(email, password, **extra_fields)
+
+
+class User(AbstractUser):
+    """A person who logs in: dealer/distributor staff (via a Membership) or vendor staff (via groups)."""
+
+    username = None
+    email = models.EmailField("email address", unique=True)
+    home_region = models.ForeignKey(
+        "dealers.Region",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="staff",
+        help_text="For vendor staff: the region a partner manager belongs to.",
+    )
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    objects = UserManager()
+
+    class Meta:
+        ordering = ["first_name", "last_name", "email"]
+        constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        return self.get_full_name() or self.email
+
+    @cached_property
+    def staff_roles(self) -> frozenset[str]:
+        if not (self.is_active and self.is_staff):
+            return frozenset()
+        roles = set(self.groups.filter(name__in=StaffRole.values).values_list("name", flat=True))
+        if self.is_superuser:
+            roles.add(StaffRole.CHANNEL_ADMIN)
+        return frozenset(roles)
+
+    @property
+    def is_vendor_staff(self) -> bool:
+        return bool(self.staff_roles)
+
+    @property
+    def is_channel_admin(self) -> bool:
+        return StaffRole.CHANNEL_ADMIN in self.staff_roles
+
+    @property
+    def is_partner_manager(self) -> bool:
+        return StaffRole.PARTNER_MANAGER in self.staff_roles
+
+    @property
+    def is_regional_director(self) -> bool:
+        return StaffRole.REGIONAL_DIRECTOR in self.staff_roles
+
+    @cached_property
+    def membership(self) -> Membership | None:
+        """The active membership of a dealer or distributor person; None for vendor staff."""
+        if not self.is_active:
+            return None
+        return Membership.objects.select_related("organisation").filter(user=self, deactivated_at__isnull=True).first()
+
+    @property
+    def organisation(self) -> Organisation | None:
+        return self.membership.organisation if self.membership else None
+
+    @property
+    def is_dealer_admin(self) -> bool:
+        return bool(self.membership and self.membership.role == Membership.Role.DEALER_ADMIN)
+
+
+class RegionQuerySet(models.QuerySet):
+    def visible_to(self, user) -> RegionQuerySet:
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_vendor_staff:
+            return self.all()
+        if user.membership:
+            return self.filter(pk=user.membership.organisation.region_id)
+        return self.none()
+
+
+class Region(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    code = models.SlugField(max_length=20, unique=True, help_text="Short code, e.g. nl or be-lu.")
+    regional_director = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="directed_regions",
+        limit_choices_to={"is_staff": True, "groups__name": StaffRole.REGIONAL_DIRECTOR},
+    )
+
+    objects = RegionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Specialisation(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OrganisationQuerySet(models.QuerySet):
+    def visible_to(self, user) -> OrganisationQuerySet:
+        """The one place that decides which organisations a user may see.
+
+        A dealer or distributor person sees only their own organisation; a partner manager the
+        organisations assigned to them; a regional director every organisation in their regions
+        (including those without a partner manager); a channel admin everything.
+        """
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_channel_admin:
+            return self.all()
+        if user.is_vendor_staff:
+            scope = Q(pk__in=[])
+            if user.is_partner_manager:
+                scope |= Q(partner_manager=user)
+            if user.is_regional_director:
+                scope |= Q(region__regional_director=user)
+            return self.filter(scope)
+        if user.membership:
+            return self.filter(pk=user.membership.organisation_id)
+        return self.none()
+
+
+class Organisation(models.Model):
+    class Kind(models.TextChoices):
+        RESELLER = "reseller", "Reseller / dealer"
+        DISTRIBUTOR = "distributor", "Distributor"
+
+    class Status(models.TextChoices):
+        ONBOARDING = "onboarding", "Onboarding"
+        ACTIVE = "active", "Active"
+        IMPROVEMENT_PLAN = "improvement_plan", "Improvement plan"
+        PHASING_OUT = "phasing_out", "Phasing out"
+        TERMINATED = "terminated", "Terminated"
+
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.RESELLER)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ONBOARDING)
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="organisations")
+    partner_manager = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="managed_organisations",
+        limit_choices_to={"is_staff": True, "groups__name": StaffRole.PARTNER_MANAGER},
+        help_text="Without one, the region's regional director looks after this organisation.",
+    )
+    distributors = models.ManyToManyField(
+        "self",
+        symmetrical=False,
+        blank=True,
+        related_name="resellers",
+        limit_choices_to={"kind": Kind.DISTRIBUTOR},
+        help_text="The distributors a reseller buys through.",
+    )
+    city = models.CharField(max_length=100)
+    country = models.CharField(max_length=2, choices=COUNTRY_CHOICES, default="NL")
+    website = models.URLField(blank=True)
+    vat_number = models.CharField("VAT number", max_length=20, blank=True)
+    company_number = models.CharField(
+        "Chamber of Commerce number", max_length=20, blank=True, help_text="KvK, KBO or Handelsregister number."
+    )
+    specialisations = models.ManyToManyField(Specialisation, blank=True, related_name="organisations")
+    joined_on = models.DateField(default=timezone.localdate)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrganisationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), "country", name="organisation_name_country_unique"),
+        ]
+        indexes = [models.Index(fields=["partner_manager", "status"]), models.Index(fields=["region", "status"])]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def account_manager(self):
+        """Who looks after this organisation: its partner manager, or else the regional director."""
+        return self.partner_manager or self.region.regional_director
+
+
+class Territory(models.Model):
+    """Where an organisation sells: a country, optionally narrowed to a postcode range."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="territories")
+    country = models.CharField(max_length=2, choices=COUNTRY_CHOICES)
+    postcode_from = models.CharField(max_length=10, blank=True)
+    postcode_to = models.CharField(max_length=10, blank=True)
+    exclusive = models.BooleanField(default=False, help_text="No other dealer may sell to customers here.")
+
+    class Meta:
+        verbose_name_plural = "territories"
+        ordering = ["country", "postcode_from"]
+
+    def __str__(self) -> str:
+        where = self.get_country_display()
+        if self.postcode_from:
+            where += f" {self.postcode_from}–{self.postcode_to or self.postcode_from}"
+        return f"{where} (exclusive)" if self.exclusive else where
+
+    def clean(self):
+        if self.postcode_to and not self.postcode_from:
+            raise ValidationError({"postcode_from": "Give the start of the postcode range too."})
+        if self.postcode_from and self.postcode_to and self.postcode_from > self.postcode_to:
+            raise ValidationError({"postcode_to": "The range ends before it starts."})
+
+
+class MembershipQuerySet(models.QuerySet):
+    def visible_to(self, user) -> MembershipQuerySet:
+        return self.filter(organisation__in=Organisation.objects.visible_to(user))
+
+    def active(self) -> MembershipQuerySet:
+        return self.filter(deactivated_at__isnull=True)
+
+
+class Membership(models.Model):
+    """A person's place in one dealer or distributor organisation. Never deleted: deactivated."""
+
+    class Role(models.TextChoices):
+        DEALER_ADMIN = "admin", "Dealer admin"
+        DEALER_USER = "user", "Dealer user"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.DEALER_USER)
+    created_at = models.DateTimeField(auto_now_add=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+    deactivated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = MembershipQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["organisation", "user__first_name", "user__last_name"]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.get_role_display()}, {self.organisation})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.deactivated_at is None
+
+
+class InvitationQuerySet(models.QuerySet):
+    def visible_to(self, user) -> InvitationQuerySet:
+        return self.filter(organisation__in=Organisation.objects.visible_to(user))
+
+    def pending(self, now=None) -> InvitationQuerySet:
+        return self.filter(accepted_at__isnull=True, expires_at__gt=now or timezone.now())
+
+
+class Invitation(models.Model):
+    """A single-use link to join an organisation. The link carries a signed id, not a stored secret."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=10, choices=Membership.Role.choices, default=Membership.Role.DEALER_USER)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["organisation", "accepted_at"])]
+
+    def __str__(self) -> str:
+        return f"Invitation of {self.email} to {self.organisation}"
+
+    def is_expired(self, now=None) -> bool:
+        return (now or timezone.now()) >= self.expires_at
+
+    @property
+    def state(self) -> str:
+        if self.accepted_at:
+            return "accepted"
+        return "expired" if self.is_expired() else "pending"
+
+
+class OrganisationEvent(models.Model):
+    """Append-only history of an organisation: who changed what, when, and why."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Created"
+        STATUS_CHANGED = "status_changed", "Status changed"
+        PARTNER_MANAGER_CHANGED = "partner_manager_changed", "Partner manager changed"
+        MEMBER_INVITED = "member_invited", "Person invited"
+        MEMBER_JOINED = "member_joined", "Person joined"
+        MEMBER_DEACTIVATED = "member_deactivated", "Person deactivated"
+        MEMBER_REACTIVATED = "member_reactivated", "Person reactivated"
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    description = models.CharField(max_length=500)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.organisation}: {self.description}"
