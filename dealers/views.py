@@ -192,7 +192,9 @@ def invitation_accept(request, token):
 @staff_required
 def dealer_list(request):
     queryset = Organisation.objects.visible_to(request.user).select_related("region", "partner_manager")
-    queryset = queryset.annotate(people=Count("memberships", filter=Q(memberships__deactivated_at__isnull=True)))
+    queryset = queryset.annotate(
+        people=Count("memberships", filter=Q(memberships__deactivated_at__isnull=True))
+    ).order_by("name", "pk")
     filterset = OrganisationFilter(request.GET or None, queryset=queryset)
     paginator = Paginator(filterset.qs, PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
