@@ -1,7 +1,12 @@
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from import_export.admin import ImportMixin
+from import_export.formats.base_formats import CSV
 
 from dealers import services
+from dealers.imports import OrganisationImportResource
 from dealers.models import (
     Invitation,
     Membership,
@@ -97,7 +102,7 @@ def _status_action(status):
 
 
 @admin.register(Organisation)
-class OrganisationAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class OrganisationAdmin(ScopedAdminMixin, ImportMixin, admin.ModelAdmin):
     list_display = ["name", "kind", "status", "city", "country", "region", "partner_manager", "joined_on"]
     list_filter = ["status", "kind", "region", "country", ("partner_manager", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name", "city", "vat_number", "company_number", "website"]
@@ -113,6 +118,25 @@ class OrganisationAdmin(ScopedAdminMixin, admin.ModelAdmin):
         ("Channel", {"fields": ("distributors", "specialisations")}),
         ("Record", {"fields": ("created_at",)}),
     )
+    resource_classes = [OrganisationImportResource]
+    import_formats = [CSV]
+
+    def has_import_permission(self, request):
+        return request.user.is_channel_admin
+
+    def process_result(self, result, request):
+        # The confirmed import runs again on the current database; if a row no longer passes
+        # (someone signed up or added the dealer since the preview), the resource has rolled
+        # everything back, and the import-export default would still report success.
+        if result.has_errors() or result.has_validation_errors():
+            self.message_user(
+                request,
+                "Nothing was imported: the file no longer passes the checks (the portal changed since the "
+                "preview). Upload it again to see which rows.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(reverse("admin:dealers_organisation_import"))
+        return super().process_result(result, request)
 
     def save_model(self, request, obj, form, change):
         old_manager = None
