@@ -15,6 +15,7 @@ from dealers import services
 from dealers.filters import OrganisationFilter
 from dealers.forms import InvitationAcceptForm, InvitationForm, ReassignPartnerManagerForm
 from dealers.models import Invitation, Membership, Organisation
+from deals import selectors as registration_selectors
 
 PAGE_SIZE = 25
 
@@ -61,6 +62,7 @@ def home(request):
             if user.is_regional_director or user.is_channel_admin
             else None,
             "directed_regions": user.directed_regions.all(),
+            "queue": registration_selectors.queue_summary(user),
         }
         return render(request, "dealers/home_staff.html", context)
     membership = user.membership
@@ -72,6 +74,7 @@ def home(request):
         "organisation": organisation,
         "account_manager": organisation.account_manager,
         "colleague_count": Membership.objects.filter(organisation=organisation).active().count(),
+        "registrations": registration_selectors.dealer_summary(organisation),
         "pending_invitations": Invitation.objects.filter(organisation=organisation).pending().count()
         if membership.role == Membership.Role.DEALER_ADMIN
         else None,

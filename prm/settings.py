@@ -196,13 +196,14 @@ globals().update(_email_settings(env_str("EMAIL_URL", "")))
 BROKER_DIR = VAR_DIR / "broker"
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
+        "control_folder": str(BROKER_DIR / "control"),
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -215,11 +216,14 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 from celery.schedules import crontab  # noqa: E402
 
+# Times are in TIME_ZONE. Every job is idempotent, so a missed or doubled run does no harm.
 CELERY_BEAT_SCHEDULE = {
-    "clear-expired-sessions": {
-        "task": "prm.tasks.sessions_clear_expired",
-        "schedule": crontab(hour=3, minute=15),
-    },
+    "review-reminders": {"task": "deals.tasks.review_reminders_send", "schedule": crontab(minute="*/15")},
+    "outbox-flush": {"task": "prm.tasks.outbox_flush", "schedule": crontab(minute="*")},
+    "protections-expire": {"task": "deals.tasks.protections_expire", "schedule": crontab(hour=1, minute=0)},
+    "expiry-warnings": {"task": "deals.tasks.expiry_warnings_send", "schedule": crontab(hour=6, minute=30)},
+    "stale-registrations": {"task": "deals.tasks.stale_registrations_flag", "schedule": crontab(hour=6, minute=45)},
+    "clear-expired-sessions": {"task": "prm.tasks.sessions_clear_expired", "schedule": crontab(hour=3, minute=15)},
 }
 
 # --- security (production) ------------------------------------------------------------------

@@ -17,4 +17,5 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("", home, name="home"),
     path("", include("dealers.urls")),
+    path("", include("deals.urls")),
 ]

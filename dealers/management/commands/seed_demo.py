@@ -230,8 +230,12 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if not settings.DEBUG:
             raise CommandError("seed_demo loads demo accounts with a known password: it only runs with DJANGO_DEBUG=1.")
+        from deals import demo
+
         with transaction.atomic():
-            created = self._seed()
+            created = self._seed() + demo.seed_catalogue()
+        with transaction.atomic():
+            created += demo.seed_registrations()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready ({created} new objects). Password for every demo log-in: {DEMO_PASSWORD}"

@@ -1,0 +1,230 @@
+import re
+from datetime import date
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from dealers.countries import COUNTRY_CHOICES
+from deals.models import Customer, Product, Registration
+
+# VAT numbers per country (the EU formats the channel sells in; others: 4–14 letters/digits).
+VAT_FORMATS = {
+    "NL": r"NL\d{9}B\d{2}",
+    "BE": r"BE[01]\d{9}",
+    "DE": r"DE\d{9}",
+    "LU": r"LU\d{8}",
+    "FR": r"FR[0-9A-Z]{2}\d{9}",
+    "AT": r"ATU\d{8}",
+    "GB": r"GB(\d{9}|\d{12})",
+}
+POSTCODE_FORMATS = {
+    "NL": r"\d{4} ?[A-Z]{2}",
+    "BE": r"\d{4}",
+    "LU": r"(L-?)?\d{4}",
+    "DE": r"\d{5}",
+    "FR": r"\d{5}",
+    "AT": r"\d{4}",
+    "GB": r"[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}",
+}
+
+
+def normalise_vat(value: str) -> str:
+    return re.sub(r"[\s.\-]", "", value).upper()
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+    def __init__(self, **kwargs):
+        super().__init__(format="%Y-%m-%d", **kwargs)
+
+
+class CustomerForm(forms.Form):
+    """Who the deal is for. A dealer may pick one of its own earlier customers instead of typing."""
+
+    existing = forms.ModelChoiceField(
+        queryset=Customer.objects.none(),
+        required=False,
+        label="Earlier customer",
+        empty_label="— a new customer —",
+        help_text="Only your own earlier customers are listed.",
+    )
+    name = forms.CharField(label="Customer name", max_length=200, required=False)
+    city = forms.CharField(max_length=100, required=False)
+    postcode = forms.CharField(max_length=12, required=False)
+    country = forms.ChoiceField(choices=COUNTRY_CHOICES, initial="NL")
+    website = forms.CharField(max_length=200, required=False, label="Customer website")
+    vat_number = forms.CharField(max_length=20, required=False, label="VAT number")
+    company_number = forms.CharField(max_length=20, required=False, label="Chamber of Commerce number")
+
+    def __init__(self, *args, organisation, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["existing"].queryset = Customer.objects.filter(organisation=organisation).order_by("name")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("existing"):
+            return data
+        for name in ("name", "city", "postcode"):
+            if not (data.get(name) or "").strip():
+                self.add_error(name, "Required for a new customer.")
+        country = data.get("country")
+        postcode = (data.get("postcode") or "").strip().upper()
+        if postcode and country in POSTCODE_FORMATS and not re.fullmatch(POSTCODE_FORMATS[country], postcode):
+            self.add_error("postcode", f"This is not a valid postcode for {dict(COUNTRY_CHOICES)[country]}.")
+        else:
+            data["postcode"] = postcode
+        vat = normalise_vat(data.get("vat_number") or "")
+        if vat:
+            pattern = VAT_FORMATS.get(country, r"[A-Z]{2}[0-9A-Z]{2,12}")
+            if not re.fullmatch(pattern, vat):
+                self.add_error("vat_number", "This is not a valid VAT number for the customer's country.")
+            data["vat_number"] = vat
+        return data
+
+
+class RegistrationDetailsForm(forms.Form):
+    contact_name = forms.CharField(label="Contact person", max_length=200)
+    contact_email = forms.EmailField(label="Contact email")
+    contact_phone = forms.CharField(label="Contact phone", max_length=40, required=False)
+    expected_close_date = forms.DateField(widget=DateInput())
+    decision_stage = forms.ChoiceField(
+        choices=[("", "—")] + list(Registration.Stage.choices), required=False, label="Decision stage"
+    )
+    competitors = forms.CharField(max_length=300, required=False, label="Competitors in the deal")
+    next_steps = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+    def clean_contact_phone(self):
+        phone = self.cleaned_data["contact_phone"].strip()
+        if phone and not re.fullmatch(r"\+?[\d\s\-().]{6,20}", phone):
+            raise ValidationError("Use digits, spaces and an optional leading +.")
+        return phone
+
+    def clean_expected_close_date(self):
+        value = self.cleaned_data["expected_close_date"]
+        if value < timezone.localdate():
+            raise ValidationError("The expected close date lies in the past.")
+        if value.year > timezone.localdate().year + 10:
+            raise ValidationError("That is more than ten years away.")
+        return value
+
+
+class RegistrationUpdateForm(forms.Form):
+    expected_close_date = forms.DateField(widget=DateInput())
+    decision_stage = forms.ChoiceField(
+        choices=[("", "—")] + list(Registration.Stage.choices), required=False, label="Decision stage"
+    )
+    competitors = forms.CharField(max_length=300, required=False)
+    next_steps = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+
+    def __init__(self, *args, current_close_date: date | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.current_close_date = current_close_date
+
+    def clean_expected_close_date(self):
+        value = self.cleaned_data["expected_close_date"]
+        if value != self.current_close_date and value < timezone.localdate():
+            raise ValidationError("The expected close date lies in the past.")
+        return value
+
+
+class ProductSelect(forms.Select):
+    """Options carry the list price, so the page can prefill the value without a round trip."""
+
+    def __init__(self, *args, prices=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.prices = prices or {}
+
+    def create_option(self, name, value, *args, **kwargs):
+        option = super().create_option(name, value, *args, **kwargs)
+        key = getattr(value, "value", value)
+        if key in self.prices:
+            option["attrs"]["data-price"] = str(self.prices[key])
+        return option
+
+
+class LineForm(forms.Form):
+    product = forms.ModelChoiceField(queryset=Product.objects.none(), required=False)
+    quantity = forms.IntegerField(min_value=1, max_value=1_000_000, required=False)
+    value = forms.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        min_value=0.01,
+        required=False,
+        label="Value (EUR)",
+        help_text="Leave empty for list price × quantity.",
+    )
+
+    def __init__(self, *args, products=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        products = products if products is not None else list(Product.objects.registrable().select_related("line"))
+        self.fields["product"].queryset = Product.objects.registrable().select_related("line")
+        self.fields["product"].widget = ProductSelect(prices={p.pk: p.list_price for p in products})
+        self.fields["product"].widget.choices = self.fields["product"].choices
+
+    def clean(self):
+        data = super().clean()
+        product, quantity = data.get("product"), data.get("quantity")
+        if product and not quantity and "quantity" not in self.errors:
+            self.add_error("quantity", "How many?")
+        if quantity and not product:
+            self.add_error("product", "Choose a product.")
+        return data
+
+    @property
+    def is_blank(self) -> bool:
+        data = getattr(self, "cleaned_data", {})
+        return not data.get("product") and not data.get("quantity") and not data.get("value")
+
+
+class BaseLineFormSet(forms.BaseFormSet):
+    def __init__(self, *args, **kwargs):
+        self.products = list(Product.objects.registrable().select_related("line"))
+        super().__init__(*args, **kwargs)
+
+    def get_form_kwargs(self, index):
+        return {"products": self.products}
+
+    @property
+    def empty_form(self):
+        form = self.form(auto_id=self.auto_id, prefix=self.add_prefix("__prefix__"), products=self.products)
+        self.add_fields(form, None)
+        return form
+
+    def clean(self):
+        if any(self.errors):
+            return
+        if not self.filled_lines():
+            raise ValidationError("Add at least one product line.")
+
+    def filled_lines(self) -> list[dict]:
+        return [f.cleaned_data for f in self.forms if getattr(f, "cleaned_data", None) and not f.is_blank]
+
+
+LineFormSet = forms.formset_factory(LineForm, formset=BaseLineFormSet, extra=0, min_num=1, max_num=50, absolute_max=50)
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}), required=False, label="Reason (the dealer sees this)"
+    )
+    internal_note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), required=False, label="Internal note (vendor staff only)"
+    )
+
+
+class WonForm(forms.Form):
+    won_value = forms.DecimalField(max_digits=14, decimal_places=2, min_value=0.01, label="Won value (EUR)")
+    won_date = forms.DateField(widget=DateInput(), label="Date won")
+
+
+class LostForm(forms.Form):
+    lost_reason = forms.ChoiceField(
+        choices=[("", "—")] + list(Registration.LostReason.choices), label="Why was it lost?"
+    )
+    lost_competitor = forms.CharField(max_length=200, required=False, label="Which competitor won (if any)")
+
+
+class ExtensionForm(forms.Form):
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Why do you need more time?")

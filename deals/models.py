@@ -1,0 +1,372 @@
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from dealers.countries import COUNTRY_CHOICES
+from dealers.models import Organisation
+
+MONEY = {"max_digits": 14, "decimal_places": 2}
+PERCENT = {"max_digits": 5, "decimal_places": 2}
+CENT = Decimal("0.01")
+
+
+def money(value) -> Decimal:
+    """The one rounding rule for euros: to the cent, half up."""
+    from decimal import ROUND_HALF_UP
+
+    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+class ProgrammeSettings(models.Model):
+    """The rules of the programme, one record, edited by a channel admin in the admin."""
+
+    review_sla_hours = models.PositiveSmallIntegerField(
+        "review SLA (working hours)", default=48, validators=[MinValueValidator(1)]
+    )
+    reminder_hours = models.PositiveSmallIntegerField(
+        "remind the reviewer after (working hours)", default=24, validators=[MinValueValidator(1)]
+    )
+    default_protection_days = models.PositiveSmallIntegerField(default=90, validators=[MinValueValidator(1)])
+    extension_days = models.PositiveSmallIntegerField(default=30, validators=[MinValueValidator(1)])
+    max_extensions = models.PositiveSmallIntegerField(default=2)
+    first_expiry_warning_days = models.PositiveSmallIntegerField(default=14)
+    second_expiry_warning_days = models.PositiveSmallIntegerField(default=3)
+    default_open_registration_cap = models.PositiveIntegerField(default=25)
+    base_margin_percent = models.DecimalField(**PERCENT, default=Decimal("10.00"))
+    registered_extra_margin_percent = models.DecimalField(
+        "extra margin on registered deals (%)", **PERCENT, default=Decimal("5.00")
+    )
+    enterprise_value_threshold = models.DecimalField(
+        "enterprise value threshold (EUR)", **MONEY, default=Decimal("250000.00")
+    )
+    stale_after_days = models.PositiveSmallIntegerField(default=45, validators=[MinValueValidator(1)])
+
+    class Meta:
+        verbose_name = verbose_name_plural = "programme settings"
+        constraints = [
+            models.CheckConstraint(condition=Q(pk=1), name="programme_settings_singleton"),
+            models.CheckConstraint(
+                condition=Q(first_expiry_warning_days__gt=models.F("second_expiry_warning_days")),
+                name="programme_settings_warnings_ordered",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return "Programme settings"
+
+    @classmethod
+    def load(cls) -> ProgrammeSettings:
+        obj, _ = cls.objects.get_or_create(pk=1)
+        return obj
+
+    def holiday_dates(self) -> frozenset[date]:
+        return frozenset(Holiday.objects.values_list("date", flat=True))
+
+    @property
+    def registered_margin_percent(self) -> Decimal:
+        return self.base_margin_percent + self.registered_extra_margin_percent
+
+
+class Holiday(models.Model):
+    """A day on which the review clock stands still."""
+
+    date = models.DateField(unique=True)
+    name = models.CharField(max_length=100)
+
+    class Meta:
+        ordering = ["date"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.date:%d %b %Y})"
+
+
+class ProductLine(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    code = models.SlugField(max_length=30, unique=True)
+    protection_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Overrides the programme's default protection days (e.g. 180)."
+    )
+    direct_only = models.BooleanField(default=False, help_text="Sold only by the vendor's direct team.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProductQuerySet(models.QuerySet):
+    def registrable(self) -> ProductQuerySet:
+        return self.filter(active=True, line__direct_only=False)
+
+
+class Product(models.Model):
+    line = models.ForeignKey(ProductLine, on_delete=models.PROTECT, related_name="products")
+    sku = models.CharField("SKU", max_length=40, unique=True)
+    name = models.CharField(max_length=200)
+    list_price = models.DecimalField(**MONEY, validators=[MinValueValidator(Decimal("0"))])
+    active = models.BooleanField(default=True)
+
+    objects = ProductQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["line__name", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.sku})"
+
+
+class CustomerQuerySet(models.QuerySet):
+    def visible_to(self, user) -> CustomerQuerySet:
+        return self.filter(organisation__in=Organisation.objects.visible_to(user))
+
+
+class Customer(models.Model):
+    """An end customer as one dealer knows it. Each dealer keeps its own customer records; the
+    conflict check compares them across dealers, and suggestions only ever show a dealer its own."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="customers")
+    name = models.CharField(max_length=200)
+    city = models.CharField(max_length=100)
+    postcode = models.CharField(max_length=12)
+    country = models.CharField(max_length=2, choices=COUNTRY_CHOICES, default="NL")
+    website = models.CharField(max_length=200, blank=True)
+    vat_number = models.CharField("VAT number", max_length=20, blank=True)
+    company_number = models.CharField("Chamber of Commerce number", max_length=20, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = CustomerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["organisation", "name"])]
+
+    def __str__(self) -> str:
+        return f"{self.name}, {self.city}"
+
+
+class RegistrationQuerySet(models.QuerySet):
+    def visible_to(self, user) -> RegistrationQuerySet:
+        """Dealers: their own organisation's registrations. Staff: the dealers they look after."""
+        return self.filter(organisation__in=Organisation.objects.visible_to(user))
+
+    def open(self) -> RegistrationQuerySet:
+        return self.filter(status__in=Registration.OPEN_STATUSES)
+
+    def awaiting_review(self) -> RegistrationQuerySet:
+        return self.filter(status__in=Registration.REVIEW_STATUSES)
+
+    def review_queue_for(self, user) -> RegistrationQuerySet:
+        """A reviewer's queue: their own dealers' open reviews; for a regional director also those
+        of dealers without a partner manager, the overdue ones and the escalations in the region."""
+        if not user.is_authenticated or not user.is_vendor_staff:
+            return self.none()
+        waiting = self.filter(status__in=Registration.QUEUE_STATUSES)
+        if user.is_channel_admin:
+            return waiting
+        scope = Q(pk__in=[])
+        if user.is_partner_manager:
+            scope |= Q(organisation__partner_manager=user)
+        if user.is_regional_director:
+            scope |= Q(organisation__region__regional_director=user) & (
+                Q(organisation__partner_manager__isnull=True)
+                | Q(status=Registration.Status.SUBMITTED, review_due_at__lte=Now())
+                | Q(status=Registration.Status.ESCALATED)
+            )
+        return waiting.filter(scope)
+
+
+class Registration(models.Model):
+    class Status(models.TextChoices):
+        SUBMITTED = "submitted", "Submitted"
+        INFO_REQUESTED = "info_requested", "More information requested"
+        APPROVED = "approved", "Approved (protected)"
+        REJECTED = "rejected", "Rejected"
+        ESCALATED = "escalated", "Escalated"
+        WON = "won", "Won"
+        LOST = "lost", "Lost"
+        EXPIRED = "expired", "Expired"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+        REVOKED = "revoked", "Revoked"
+
+    class Stage(models.TextChoices):
+        EARLY = "early", "Early"
+        MID = "mid", "Mid"
+        LATE = "late", "Late"
+
+    class LostReason(models.TextChoices):
+        PRICE = "price", "Price"
+        COMPETITOR = "competitor", "Chose a competitor"
+        NO_BUDGET = "no_budget", "No budget"
+        NO_DECISION = "no_decision", "No decision / project cancelled"
+        TIMING = "timing", "Timing"
+        PRODUCT_FIT = "product_fit", "Product did not fit"
+        OTHER = "other", "Other"
+
+    OPEN_STATUSES = (Status.SUBMITTED, Status.INFO_REQUESTED, Status.APPROVED, Status.ESCALATED)
+    REVIEW_STATUSES = (Status.SUBMITTED,)  # the review clock runs
+    QUEUE_STATUSES = (Status.SUBMITTED, Status.INFO_REQUESTED, Status.ESCALATED)  # shown in a reviewer's queue
+
+    reference = models.CharField(max_length=20, unique=True, editable=False)
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="registrations")
+    registered_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="registrations")
+    contact_name = models.CharField("contact person", max_length=200)
+    contact_email = models.EmailField("contact email")
+    contact_phone = models.CharField("contact phone", max_length=40, blank=True)
+    expected_value = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    expected_close_date = models.DateField()
+    competitors = models.CharField(max_length=300, blank=True)
+    decision_stage = models.CharField(max_length=10, choices=Stage.choices, blank=True)
+    next_steps = models.TextField(blank=True)
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.SUBMITTED, editable=False)
+    status_changed_at = models.DateTimeField(default=timezone.now, editable=False)
+    first_submitted_at = models.DateTimeField(editable=False)
+    review_started_at = models.DateTimeField(editable=False)
+    review_remind_at = models.DateTimeField(editable=False)
+    review_due_at = models.DateTimeField(editable=False)
+    reminded_at = models.DateTimeField(null=True, blank=True, editable=False)
+    overdue_at = models.DateTimeField(null=True, blank=True, editable=False)
+    decided_at = models.DateTimeField(null=True, blank=True, editable=False)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    review_working_hours = models.DecimalField(max_digits=8, decimal_places=2, null=True, blank=True)
+    decided_in_time = models.BooleanField(null=True, blank=True)
+    protected_until = models.DateField(null=True, blank=True)
+    margin_percent = models.DecimalField(**PERCENT, null=True, blank=True)
+    extension_count = models.PositiveSmallIntegerField(default=0)
+    expiry_warnings_sent = models.PositiveSmallIntegerField(default=0)
+    last_activity_at = models.DateTimeField(default=timezone.now)
+    stale_flagged_at = models.DateTimeField(null=True, blank=True)
+
+    won_value = models.DecimalField(**MONEY, null=True, blank=True)
+    won_date = models.DateField(null=True, blank=True)
+    lost_reason = models.CharField(max_length=20, choices=LostReason.choices, blank=True)
+    lost_competitor = models.CharField(max_length=200, blank=True)
+
+    objects = RegistrationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-first_submitted_at", "-pk"]
+        indexes = [
+            models.Index(fields=["organisation", "status", "-first_submitted_at"]),
+            models.Index(fields=["status", "review_due_at"]),
+            models.Index(fields=["status", "protected_until"]),
+            models.Index(fields=["status", "review_remind_at"]),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(expected_value__gte=0), name="registration_value_not_negative"),
+            models.CheckConstraint(
+                condition=~Q(status="approved") | Q(protected_until__isnull=False),
+                name="registration_approved_has_protection",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES
+
+    @property
+    def is_protected(self) -> bool:
+        return self.status == self.Status.APPROVED
+
+    def days_left(self, today: date | None = None) -> int | None:
+        if self.protected_until is None or not self.is_protected:
+            return None
+        return (self.protected_until - (today or timezone.localdate())).days
+
+    def is_overdue(self, now=None) -> bool:
+        return self.status in self.REVIEW_STATUSES and (now or timezone.now()) >= self.review_due_at
+
+
+class RegistrationLine(models.Model):
+    registration = models.ForeignKey(Registration, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    quantity = models.PositiveIntegerField(validators=[MinValueValidator(1)])
+    value = models.DecimalField(**MONEY, validators=[MinValueValidator(Decimal("0.01"))])
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="registration_line_quantity_positive"),
+            models.CheckConstraint(condition=Q(value__gt=0), name="registration_line_value_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.product}"
+
+
+class RegistrationEvent(models.Model):
+    """Append-only history: one row per transition (and per extension decision).
+
+    `reason` is shown to the dealer; `internal_note` only to vendor staff."""
+
+    registration = models.ForeignKey(Registration, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    action = models.CharField(max_length=30)
+    from_status = models.CharField(max_length=20, choices=Registration.Status.choices, blank=True)
+    to_status = models.CharField(max_length=20, choices=Registration.Status.choices)
+    reason = models.TextField(blank=True)
+    internal_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["registration", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.registration}: {self.from_status or '—'} → {self.to_status}"
+
+
+class ExtensionRequest(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        DECLINED = "declined", "Declined"
+
+    registration = models.ForeignKey(Registration, on_delete=models.CASCADE, related_name="extension_requests")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    reason = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["registration"], condition=Q(status="pending"), name="one_pending_extension_per_registration"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Extension of {self.registration} ({self.get_status_display().lower()})"
+
+
+class ReferenceCounter(models.Model):
+    """The last reference number handed out per year (REG-2026-000123); bumped under a row lock."""
+
+    year = models.PositiveSmallIntegerField(primary_key=True)
+    last = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.year}: {self.last}"

@@ -1,0 +1,830 @@
+"""Every change to a registration goes through one function here.
+
+Each transition service locks the row, checks the move against TRANSITIONS and the actor's role,
+saves with update_fields, writes the history row and queues the emails, all in one transaction.
+Nothing else assigns Registration.status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from dealers.models import Membership, Organisation, User
+from deals.models import (
+    Customer,
+    ExtensionRequest,
+    Product,
+    ProgrammeSettings,
+    ReferenceCounter,
+    Registration,
+    RegistrationEvent,
+    RegistrationLine,
+    money,
+)
+from deals.sla import add_working_hours, working_hours_between
+from prm.outbox import outbox_enqueue
+
+Status = Registration.Status
+
+
+class RegistrationError(Exception):
+    """A rule refused the action; the message is meant for the person who tried."""
+
+
+class NotAllowed(RegistrationError):
+    pass
+
+
+class Party(StrEnum):
+    DEALER = "dealer"  # an active person of the registering organisation
+    REVIEWER = "reviewer"  # vendor staff who look after the dealer (partner manager, regional director, channel admin)
+    DIRECTOR = "director"  # the dealer's regional director, or a channel admin
+    SYSTEM = "system"  # the nightly jobs
+
+
+@dataclass(frozen=True)
+class Transition:
+    sources: tuple[str, ...]
+    target: str
+    party: Party
+
+
+OPEN = (Status.SUBMITTED, Status.INFO_REQUESTED, Status.APPROVED, Status.ESCALATED)
+
+# The lifecycle, in one place. A service may only make the move its action names here.
+TRANSITIONS: dict[str, Transition] = {
+    "submit": Transition(("",), Status.SUBMITTED, Party.DEALER),
+    "request_info": Transition((Status.SUBMITTED,), Status.INFO_REQUESTED, Party.REVIEWER),
+    "resubmit": Transition((Status.INFO_REQUESTED,), Status.SUBMITTED, Party.DEALER),
+    "approve": Transition((Status.SUBMITTED,), Status.APPROVED, Party.REVIEWER),
+    "reject": Transition((Status.SUBMITTED,), Status.REJECTED, Party.REVIEWER),
+    "withdraw": Transition(OPEN, Status.WITHDRAWN, Party.DEALER),
+    "escalate": Transition(
+        (Status.SUBMITTED, Status.INFO_REQUESTED, Status.APPROVED), Status.ESCALATED, Party.REVIEWER
+    ),
+    "award": Transition((Status.ESCALATED,), Status.APPROVED, Party.DIRECTOR),
+    "decline": Transition((Status.ESCALATED,), Status.REJECTED, Party.DIRECTOR),  # a submission
+    "revoke": Transition((Status.ESCALATED,), Status.REVOKED, Party.DIRECTOR),  # a protection
+    "extend": Transition((Status.APPROVED,), Status.APPROVED, Party.REVIEWER),
+    "report_won": Transition((Status.APPROVED,), Status.WON, Party.DEALER),
+    "report_lost": Transition((Status.APPROVED,), Status.LOST, Party.DEALER),
+    "expire": Transition((Status.APPROVED,), Status.EXPIRED, Party.SYSTEM),
+}
+
+
+def allowed_actions(registration: Registration) -> set[str]:
+    return {name for name, t in TRANSITIONS.items() if registration.status in t.sources}
+
+
+# --- who is who ------------------------------------------------------------------------------------
+
+
+def is_dealer_of(user: User | None, organisation_id: int) -> bool:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return False
+    membership = user.membership
+    return bool(membership and membership.organisation_id == organisation_id)
+
+
+def is_reviewer_of(user: User | None, organisation_id: int) -> bool:
+    if user is None or not user.is_authenticated or not user.is_vendor_staff:
+        return False
+    return Organisation.objects.visible_to(user).filter(pk=organisation_id).exists()
+
+
+def is_director_of(user: User | None, organisation_id: int) -> bool:
+    if user is None or not user.is_authenticated or not user.is_vendor_staff:
+        return False
+    if user.is_channel_admin:
+        return True
+    return (
+        user.is_regional_director
+        and Organisation.objects.filter(pk=organisation_id, region__regional_director=user).exists()
+    )
+
+
+def _check_party(party: Party, actor: User | None, registration: Registration) -> None:
+    allowed = {
+        Party.DEALER: lambda: is_dealer_of(actor, registration.organisation_id),
+        Party.REVIEWER: lambda: is_reviewer_of(actor, registration.organisation_id),
+        Party.DIRECTOR: lambda: is_director_of(actor, registration.organisation_id),
+        Party.SYSTEM: lambda: actor is None,
+    }[party]()
+    if not allowed:
+        who = {
+            Party.DEALER: "the registering dealer",
+            Party.REVIEWER: "the dealer's partner manager or regional director",
+            Party.DIRECTOR: "the regional director",
+            Party.SYSTEM: "the portal itself",
+        }[party]
+        raise NotAllowed(f"Only {who} can do this.")
+
+
+# --- the transition machinery ------------------------------------------------------------------
+
+
+def _lock(registration: Registration) -> Registration:
+    return (
+        Registration.objects.select_for_update(of=("self",))
+        .select_related("organisation__region", "organisation__partner_manager", "customer", "registered_by")
+        .get(pk=registration.pk)
+    )
+
+
+def _check_move(registration: Registration, action: str, actor: User | None) -> Transition:
+    move = TRANSITIONS[action]
+    if registration.status not in move.sources:
+        raise RegistrationError(
+            f"{registration.reference} is {registration.get_status_display().lower()}; "
+            f"it cannot be {ACTION_WORDS[action]} now."
+        )
+    _check_party(move.party, actor, registration)
+    return move
+
+
+def _transition(
+    registration: Registration,
+    action: str,
+    actor: User | None,
+    *,
+    now: datetime,
+    reason: str = "",
+    internal_note: str = "",
+    fields: dict | None = None,
+) -> Registration:
+    """Check and make one move of TRANSITIONS on a locked row, with its history row."""
+    move = _check_move(registration, action, actor)
+    old = registration.status
+    registration.status = move.target
+    registration.status_changed_at = now
+    registration.last_activity_at = now
+    changed = ["status", "status_changed_at", "last_activity_at"]
+    for name, value in (fields or {}).items():
+        setattr(registration, name, value)
+        changed.append(name)
+    registration.save(update_fields=changed)
+    RegistrationEvent.objects.create(
+        registration=registration,
+        actor=actor,
+        created_at=now,
+        action=action,
+        from_status=old,
+        to_status=move.target,
+        reason=reason.strip(),
+        internal_note=internal_note.strip(),
+    )
+    return registration
+
+
+ACTION_WORDS = {
+    "submit": "submitted",
+    "request_info": "sent back for more information",
+    "resubmit": "resubmitted",
+    "approve": "approved",
+    "reject": "rejected",
+    "withdraw": "withdrawn",
+    "escalate": "escalated",
+    "award": "awarded",
+    "decline": "declined",
+    "revoke": "revoked",
+    "extend": "extended",
+    "report_won": "reported as won",
+    "report_lost": "reported as lost",
+    "expire": "expired",
+}
+
+
+def _tz() -> ZoneInfo:
+    return ZoneInfo(settings.TIME_ZONE)
+
+
+def _review_clock(now: datetime, programme: ProgrammeSettings) -> dict:
+    holidays = programme.holiday_dates()
+    return {
+        "review_started_at": now,
+        "review_remind_at": add_working_hours(now, programme.reminder_hours, holidays=holidays, tz=_tz()),
+        "review_due_at": add_working_hours(now, programme.review_sla_hours, holidays=holidays, tz=_tz()),
+        "reminded_at": None,
+        "overdue_at": None,
+    }
+
+
+def _next_reference(now: datetime) -> str:
+    year = timezone.localtime(now).year
+    ReferenceCounter.objects.get_or_create(year=year)
+    ReferenceCounter.objects.filter(year=year).update(last=F("last") + 1)  # takes the row lock
+    number = ReferenceCounter.objects.get(year=year).last
+    return f"REG-{year}-{number:06d}"
+
+
+# --- notifications -------------------------------------------------------------------------------
+
+
+def _url(name: str, *args) -> str:
+    return settings.PRM_SITE_URL.rstrip("/") + reverse(name, args=args)
+
+
+def dealer_recipients(registration: Registration) -> list[str]:
+    """The person who registered it; if they left, the dealer's admins."""
+    if registration.registered_by.is_active:
+        return [registration.registered_by.email]
+    return list(
+        Membership.objects.active()
+        .filter(organisation_id=registration.organisation_id, role=Membership.Role.DEALER_ADMIN, user__is_active=True)
+        .values_list("user__email", flat=True)
+    )
+
+
+def _notify_dealer(registration: Registration, template: str, **context) -> None:
+    context.update(registration=registration, url=_url("deals:registration_detail", registration.pk))
+    for address in dealer_recipients(registration):
+        outbox_enqueue(to=address, template=template, context=context, topic=registration.reference)
+
+
+def _notify_reviewer(registration: Registration, template: str, *, director: bool = False, **context) -> None:
+    organisation = registration.organisation
+    person = organisation.region.regional_director if director else organisation.account_manager
+    if person is None or not person.is_active:
+        return
+    context.update(registration=registration, url=_url("deals:registration_detail", registration.pk), person=person)
+    outbox_enqueue(to=person.email, template=template, context=context, topic=registration.reference)
+
+
+# --- submitting ----------------------------------------------------------------------------------
+
+
+@dataclass
+class CustomerData:
+    name: str
+    city: str
+    postcode: str
+    country: str
+    website: str = ""
+    vat_number: str = ""
+    company_number: str = ""
+
+
+@dataclass
+class LineData:
+    product: Product
+    quantity: int
+    value: Decimal | None = None  # None: list price × quantity
+
+
+def open_registration_cap(organisation: Organisation) -> int:
+    return ProgrammeSettings.load().default_open_registration_cap
+
+
+def open_registration_count(organisation: Organisation) -> int:
+    return Registration.objects.filter(organisation=organisation).open().count()
+
+
+def _check_lines(lines: list[LineData]) -> list[LineData]:
+    if not lines:
+        raise RegistrationError("Add at least one product line.")
+    checked = []
+    for line in lines:
+        if line.quantity is None or line.quantity <= 0:
+            raise RegistrationError("Quantities must be positive.")
+        if not line.product.active or line.product.line.direct_only:
+            raise RegistrationError(f"{line.product} cannot be registered by dealers.")
+        value = money(line.value) if line.value is not None else money(line.product.list_price * line.quantity)
+        if value <= 0:
+            raise RegistrationError("Line values must be positive.")
+        checked.append(LineData(product=line.product, quantity=line.quantity, value=value))
+    return checked
+
+
+def _check_close_date(expected_close_date: date, now: datetime) -> None:
+    if expected_close_date < timezone.localtime(now).date():
+        raise RegistrationError("The expected close date lies in the past.")
+
+
+def _own_customer(organisation: Organisation, data: CustomerData, existing: Customer | None) -> Customer:
+    if existing is not None:
+        if existing.organisation_id != organisation.pk:
+            raise NotAllowed("That customer is not one of yours.")
+        return existing
+    customer = Customer.objects.filter(
+        organisation=organisation,
+        name__iexact=data.name.strip(),
+        postcode__iexact=data.postcode.strip(),
+        country=data.country,
+    ).first()
+    if customer is None:
+        customer = Customer(organisation=organisation)
+    for name, value in vars(data).items():
+        value = value.strip() if isinstance(value, str) else value
+        if value or not getattr(customer, name):
+            setattr(customer, name, value)
+    customer.save()
+    return customer
+
+
+def _save_lines(registration: Registration, lines: list[LineData]) -> None:
+    registration.lines.all().delete()
+    RegistrationLine.objects.bulk_create(
+        RegistrationLine(registration=registration, product=line.product, quantity=line.quantity, value=line.value)
+        for line in lines
+    )
+
+
+@transaction.atomic
+def registration_submit(
+    *,
+    actor: User,
+    customer: CustomerData | None = None,
+    existing_customer: Customer | None = None,
+    contact_name: str,
+    contact_email: str,
+    contact_phone: str = "",
+    lines: list[LineData],
+    expected_close_date: date,
+    competitors: str = "",
+    decision_stage: str = "",
+    next_steps: str = "",
+) -> Registration:
+    membership = actor.membership if actor.is_authenticated and actor.is_active else None
+    if membership is None:
+        raise NotAllowed("Only people of a dealer organisation can register deals.")
+    organisation = Organisation.objects.select_for_update().get(pk=membership.organisation_id)
+    if organisation.status == Organisation.Status.TERMINATED:
+        raise NotAllowed("Your organisation no longer takes part in the programme.")
+    cap = open_registration_cap(organisation)
+    if open_registration_count(organisation) >= cap:
+        raise RegistrationError(
+            f"Your organisation has {cap} open registrations, the most your tier allows. "
+            "Close some (report won or lost, or withdraw) before registering another."
+        )
+    if customer is None and existing_customer is None:
+        raise RegistrationError("Say who the customer is.")
+    now = timezone.now()
+    checked = _check_lines(lines)
+    _check_close_date(expected_close_date, now)
+    programme = ProgrammeSettings.load()
+    registration = Registration.objects.create(
+        reference=_next_reference(now),
+        organisation=organisation,
+        registered_by=actor,
+        customer=_own_customer(organisation, customer, existing_customer),
+        contact_name=contact_name.strip(),
+        contact_email=contact_email.strip(),
+        contact_phone=contact_phone.strip(),
+        expected_value=sum((line.value for line in checked), Decimal("0.00")),
+        expected_close_date=expected_close_date,
+        competitors=competitors.strip(),
+        decision_stage=decision_stage,
+        next_steps=next_steps.strip(),
+        status=Status.SUBMITTED,
+        status_changed_at=now,
+        first_submitted_at=now,
+        last_activity_at=now,
+        **{k: v for k, v in _review_clock(now, programme).items() if v is not None},
+    )
+    _save_lines(registration, checked)
+    RegistrationEvent.objects.create(
+        registration=registration,
+        actor=actor,
+        created_at=now,
+        action="submit",
+        from_status="",
+        to_status=Status.SUBMITTED,
+    )
+    _notify_dealer(registration, "registration_submitted")
+    _notify_reviewer(registration, "registration_to_review", resubmitted=False)
+    return registration
+
+
+@transaction.atomic
+def registration_update(
+    *,
+    registration: Registration,
+    actor: User,
+    expected_close_date: date,
+    decision_stage: str,
+    next_steps: str,
+    competitors: str,
+    lines: list[LineData] | None = None,
+) -> Registration:
+    """The dealer keeps an open registration up to date (stage, date, lines). Not a transition."""
+    registration = _lock(registration)
+    _check_party(Party.DEALER, actor, registration)
+    if registration.status not in OPEN:
+        raise RegistrationError(f"{registration.reference} is closed; it can no longer be changed.")
+    now = timezone.now()
+    if expected_close_date != registration.expected_close_date:
+        _check_close_date(expected_close_date, now)
+    registration.expected_close_date = expected_close_date
+    registration.decision_stage = decision_stage
+    registration.next_steps = next_steps.strip()
+    registration.competitors = competitors.strip()
+    registration.last_activity_at = now
+    registration.stale_flagged_at = None
+    changed = ["expected_close_date", "decision_stage", "next_steps", "competitors", "last_activity_at"]
+    changed.append("stale_flagged_at")
+    if lines is not None:
+        checked = _check_lines(lines)
+        _save_lines(registration, checked)
+        registration.expected_value = sum((line.value for line in checked), Decimal("0.00"))
+        changed.append("expected_value")
+    registration.save(update_fields=changed)
+    RegistrationEvent.objects.create(
+        registration=registration,
+        actor=actor,
+        created_at=now,
+        action="update",
+        from_status=registration.status,
+        to_status=registration.status,
+        reason="Details updated by the dealer.",
+    )
+    return registration
+
+
+# --- reviewing -----------------------------------------------------------------------------------
+
+
+def _require(text: str, what: str) -> None:
+    if not text or not text.strip():
+        raise RegistrationError(f"Give {what}.")
+
+
+def _decision_fields(registration: Registration, actor: User, now: datetime) -> dict:
+    programme = ProgrammeSettings.load()
+    hours = working_hours_between(registration.review_started_at, now, holidays=programme.holiday_dates(), tz=_tz())
+    return {
+        "decided_at": now,
+        "decided_by": actor,
+        "review_working_hours": hours,
+        "decided_in_time": now <= registration.review_due_at,
+    }
+
+
+def _protection_fields(registration: Registration, now: datetime) -> dict:
+    """The longest protection of the registration's product lines (a line without its own
+    protection days has the programme's default); the margin is fixed now."""
+    programme = ProgrammeSettings.load()
+    lines = registration.lines.select_related("product__line")
+    days = max(line.product.line.protection_days or programme.default_protection_days for line in lines)
+    return {
+        "protected_until": timezone.localtime(now).date() + timedelta(days=days),
+        "margin_percent": programme.registered_margin_percent,
+        "expiry_warnings_sent": 0,
+    }
+
+
+@transaction.atomic
+def registration_request_info(*, registration: Registration, actor: User, reason: str, internal_note: str = ""):
+    _require(reason, "the question for the dealer")
+    registration = _lock(registration)
+    now = timezone.now()
+    _transition(registration, "request_info", actor, now=now, reason=reason, internal_note=internal_note)
+    _notify_dealer(registration, "registration_decision", reason=reason)
+    return registration
+
+
+@transaction.atomic
+def registration_resubmit(*, registration: Registration, actor: User, reason: str = ""):
+    registration = _lock(registration)
+    now = timezone.now()
+    clock = _review_clock(now, ProgrammeSettings.load())
+    _transition(registration, "resubmit", actor, now=now, reason=reason, fields=clock)
+    _notify_reviewer(registration, "registration_to_review", resubmitted=True)
+    return registration
+
+
+@transaction.atomic
+def registration_approve(*, registration: Registration, actor: User, reason: str = "", internal_note: str = ""):
+    registration = _lock(registration)
+    now = timezone.now()
+    _check_move(registration, "approve", actor)
+    fields = {**_decision_fields(registration, actor, now), **_protection_fields(registration, now)}
+    _transition(registration, "approve", actor, now=now, reason=reason, internal_note=internal_note, fields=fields)
+    _notify_dealer(registration, "registration_decision", reason=reason)
+    return registration
+
+
+@transaction.atomic
+def registration_reject(*, registration: Registration, actor: User, reason: str, internal_note: str = ""):
+    _require(reason, "the reason the dealer will see")
+    registration = _lock(registration)
+    now = timezone.now()
+    _check_move(registration, "reject", actor)
+    fields = _decision_fields(registration, actor, now)
+    _transition(registration, "reject", actor, now=now, reason=reason, internal_note=internal_note, fields=fields)
+    _notify_dealer(registration, "registration_decision", reason=reason)
+    return registration
+
+
+@dataclass
+class BulkResult:
+    approved: list[str]
+    refused: dict[str, str]
+
+
+def registrations_bulk_approve(*, registration_ids: list[int], actor: User) -> BulkResult:
+    """Approve several registrations from the queue, each in its own transaction. Ids outside
+    the reviewer's queue are refused as a whole: a tampered form changes nothing."""
+    queue = Registration.objects.review_queue_for(actor)
+    registrations = list(queue.filter(pk__in=registration_ids).order_by("review_due_at"))
+    if len(registrations) != len(set(registration_ids)):
+        raise NotAllowed("Some of the selected registrations are not in your review queue. Nothing was approved.")
+    result = BulkResult(approved=[], refused={})
+    for registration in registrations:
+        try:
+            registration_approve(registration=registration, actor=actor)
+        except RegistrationError as exc:
+            result.refused[registration.reference] = str(exc)
+        else:
+            result.approved.append(registration.reference)
+    return result
+
+
+@transaction.atomic
+def registration_escalate(*, registration: Registration, actor: User, internal_note: str, reason: str = ""):
+    _require(internal_note, "a note for the regional director")
+    registration = _lock(registration)
+    now = timezone.now()
+    reason = reason or "Your registration needs a further review. We will let you know the outcome."
+    _transition(registration, "escalate", actor, now=now, reason=reason, internal_note=internal_note)
+    _notify_reviewer(registration, "registration_escalated", director=True, note=internal_note)
+    _notify_dealer(registration, "registration_decision", reason=reason)
+    return registration
+
+
+@transaction.atomic
+def registration_escalation_decide(
+    *, registration: Registration, actor: User, award: bool, reason: str, internal_note: str = ""
+):
+    """The regional director's decision out of `escalated`: award it (approved, protected), or
+    refuse it — rejected if it was a submission, revoked if it held a protection."""
+    _require(reason, "the reason the dealer will see")
+    registration = _lock(registration)
+    now = timezone.now()
+    if award:
+        fields = {"decided_at": now, "decided_by": actor}
+        if registration.protected_until is None:
+            fields.update(_decision_fields(registration, actor, now), **_protection_fields(registration, now))
+        action = "award"
+    else:
+        action = "revoke" if registration.protected_until else "decline"
+        fields = {"decided_at": now, "decided_by": actor}
+    _transition(registration, action, actor, now=now, reason=reason, internal_note=internal_note, fields=fields)
+    _notify_dealer(registration, "registration_decision", reason=reason)
+    return registration
+
+
+# --- the dealer's side after approval -------------------------------------------------------------
+
+
+@transaction.atomic
+def registration_withdraw(*, registration: Registration, actor: User, reason: str = ""):
+    registration = _lock(registration)
+    _transition(registration, "withdraw", actor, now=timezone.now(), reason=reason or "Withdrawn by the dealer.")
+    return registration
+
+
+@transaction.atomic
+def registration_report_won(*, registration: Registration, actor: User, value: Decimal, won_on: date):
+    registration = _lock(registration)
+    now = timezone.now()
+    if value is None or value <= 0:
+        raise RegistrationError("The won value must be positive.")
+    if won_on < timezone.localtime(registration.first_submitted_at).date():
+        raise RegistrationError("A deal cannot be won before it was registered.")
+    if won_on > timezone.localtime(now).date():
+        raise RegistrationError("The won date lies in the future.")
+    fields = {"won_value": money(value), "won_date": won_on}
+    _transition(registration, "report_won", actor, now=now, reason=f"Won: € {money(value):,}", fields=fields)
+    return registration
+
+
+@transaction.atomic
+def registration_report_lost(*, registration: Registration, actor: User, reason: str, competitor: str = ""):
+    if reason not in Registration.LostReason.values:
+        raise RegistrationError("Choose why the deal was lost.")
+    registration = _lock(registration)
+    label = Registration.LostReason(reason).label
+    fields = {"lost_reason": reason, "lost_competitor": competitor.strip()}
+    _transition(registration, "report_lost", actor, now=timezone.now(), reason=f"Lost: {label}", fields=fields)
+    return registration
+
+
+@transaction.atomic
+def extension_request(*, registration: Registration, actor: User, reason: str) -> ExtensionRequest:
+    _require(reason, "a reason for the extension")
+    registration = _lock(registration)
+    _check_party(Party.DEALER, actor, registration)
+    programme = ProgrammeSettings.load()
+    now = timezone.now()
+    if registration.status != Status.APPROVED:
+        raise RegistrationError("Only a protected registration can be extended.")
+    if registration.protected_until < timezone.localtime(now).date():
+        raise RegistrationError("The protection has already ended.")
+    if registration.extension_count >= programme.max_extensions:
+        raise RegistrationError(f"This registration has had the maximum of {programme.max_extensions} extensions.")
+    if registration.extension_requests.filter(status=ExtensionRequest.Status.PENDING).exists():
+        raise RegistrationError("An extension request is already waiting for a decision.")
+    request = ExtensionRequest.objects.create(
+        registration=registration, requested_by=actor, requested_at=now, reason=reason.strip()
+    )
+    Registration.objects.filter(pk=registration.pk).update(last_activity_at=now, stale_flagged_at=None)
+    _notify_reviewer(registration, "extension_requested", request=request)
+    return request
+
+
+def _lock_extension(request: ExtensionRequest) -> tuple[ExtensionRequest, Registration]:
+    request = ExtensionRequest.objects.select_for_update().get(pk=request.pk)
+    if request.status != ExtensionRequest.Status.PENDING:
+        raise RegistrationError("This extension request has already been decided.")
+    return request, _lock(request.registration)
+
+
+@transaction.atomic
+def extension_approve(*, request: ExtensionRequest, actor: User, reason: str = "") -> Registration:
+    request, registration = _lock_extension(request)
+    _check_move(registration, "extend", actor)
+    programme = ProgrammeSettings.load()
+    if registration.extension_count >= programme.max_extensions:
+        raise RegistrationError(f"This registration has had the maximum of {programme.max_extensions} extensions.")
+    now = timezone.now()
+    new_end = registration.protected_until + timedelta(days=programme.extension_days)
+    fields = {
+        "protected_until": new_end,
+        "extension_count": registration.extension_count + 1,
+        "expiry_warnings_sent": 0,
+    }
+    reason = reason or f"Protection extended by {programme.extension_days} days, until {new_end:%d %B %Y}."
+    _transition(registration, "extend", actor, now=now, reason=reason, fields=fields)
+    request.status = ExtensionRequest.Status.APPROVED
+    request.decided_by, request.decided_at, request.decision_reason = actor, now, reason
+    request.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
+    _notify_dealer(registration, "extension_decision", approved=True, reason=reason)
+    return registration
+
+
+@transaction.atomic
+def extension_decline(*, request: ExtensionRequest, actor: User, reason: str) -> Registration:
+    _require(reason, "the reason the dealer will see")
+    request, registration = _lock_extension(request)
+    _check_move(registration, "extend", actor)
+    now = timezone.now()
+    request.status = ExtensionRequest.Status.DECLINED
+    request.decided_by, request.decided_at, request.decision_reason = actor, now, reason.strip()
+    request.save(update_fields=["status", "decided_by", "decided_at", "decision_reason"])
+    RegistrationEvent.objects.create(
+        registration=registration,
+        actor=actor,
+        created_at=now,
+        action="extension_declined",
+        from_status=registration.status,
+        to_status=registration.status,
+        reason=reason.strip(),
+    )
+    _notify_dealer(registration, "extension_decision", approved=False, reason=reason)
+    return registration
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+
+def _table(model) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def protections_expire(*, today: date | None = None, batch_size: int = 20_000) -> int:
+    """Nightly: every approved registration whose protection ended before today becomes expired.
+
+    Per batch of ids, in one transaction: one UPDATE of the statuses, stamping the job's moment,
+    then one INSERT … SELECT of the history rows for exactly the rows stamped with that moment.
+    No ids pass through Python, and a row another transaction changed first is skipped by the
+    UPDATE's own condition, so two workers, a rerun or a missed night give the same result."""
+    today = today or timezone.localdate()
+    registrations, events = _table(Registration), _table(RegistrationEvent)
+    bounds = Registration.objects.filter(status=Status.APPROVED, protected_until__lt=today).order_by()
+    low = bounds.values_list("pk", flat=True).order_by("pk").first()
+    if low is None:
+        return 0
+    high = bounds.values_list("pk", flat=True).order_by("-pk").first()
+    expired = 0
+    reason = "The protection window ended."
+    for start in range(low, high + 1, batch_size):
+        now = timezone.now()
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {registrations} SET status = %s, status_changed_at = %s "
+                    f"WHERE status = %s AND protected_until < %s AND id >= %s AND id < %s",
+                    [Status.EXPIRED, now, Status.APPROVED, today, start, start + batch_size],
+                )
+                count = cursor.rowcount
+                if count:
+                    cursor.execute(
+                        f"INSERT INTO {events} (registration_id, actor_id, created_at, action, from_status, "
+                        f"to_status, reason, internal_note) "
+                        f"SELECT id, NULL, %s, %s, %s, %s, %s, '' FROM {registrations} "
+                        f"WHERE status = %s AND status_changed_at = %s AND id >= %s AND id < %s",
+                        [
+                            now,
+                            "expire",
+                            Status.APPROVED,
+                            Status.EXPIRED,
+                            reason,
+                            Status.EXPIRED,
+                            now,
+                            start,
+                            start + batch_size,
+                        ],
+                    )
+        expired += count
+    return expired
+
+
+def _claim(queryset, **values) -> bool:
+    """Set values on one row only if it still matches: the caller that gets True does the work."""
+    return queryset.update(**values) == 1
+
+
+def review_reminders_send(*, now: datetime | None = None) -> tuple[int, int]:
+    """Every 15 minutes: remind the reviewer at the reminder mark; at the deadline mark the
+    registration overdue and tell the regional director. Returns (reminded, overdue)."""
+    now = now or timezone.now()
+    reminded = overdue = 0
+    due_reminders = Registration.objects.filter(
+        status=Status.SUBMITTED, reminded_at__isnull=True, review_remind_at__lte=now, review_due_at__gt=now
+    ).values_list("pk", flat=True)
+    for pk in list(due_reminders):
+        with transaction.atomic():
+            if _claim(
+                Registration.objects.filter(pk=pk, status=Status.SUBMITTED, reminded_at__isnull=True), reminded_at=now
+            ):
+                registration = Registration.objects.select_related("organisation__region").get(pk=pk)
+                _notify_reviewer(registration, "registration_review_reminder")
+                reminded += 1
+    breached = Registration.objects.filter(
+        status=Status.SUBMITTED, overdue_at__isnull=True, review_due_at__lte=now
+    ).values_list("pk", flat=True)
+    for pk in list(breached):
+        with transaction.atomic():
+            if _claim(
+                Registration.objects.filter(pk=pk, status=Status.SUBMITTED, overdue_at__isnull=True), overdue_at=now
+            ):
+                registration = Registration.objects.select_related("organisation__region").get(pk=pk)
+                _notify_reviewer(registration, "registration_review_overdue", director=True)
+                overdue += 1
+    return reminded, overdue
+
+
+def expiry_warnings_send(*, today: date | None = None) -> int:
+    """Nightly: warn the dealer 14 and 3 days (configurable) before its protection ends. Each
+    warning goes out once, even when the job runs twice; after a missed night the dealer gets the
+    warning that fits the days left, not two at once."""
+    today = today or timezone.localdate()
+    programme = ProgrammeSettings.load()
+    first, second = programme.first_expiry_warning_days, programme.second_expiry_warning_days
+    candidates = (
+        Registration.objects.filter(status=Status.APPROVED, protected_until__gte=today)
+        .filter(
+            Q(expiry_warnings_sent=0, protected_until__lte=today + timedelta(days=first))
+            | Q(expiry_warnings_sent=1, protected_until__lte=today + timedelta(days=second))
+        )
+        .values_list("pk", "protected_until")
+    )
+    sent = 0
+    for pk, protected_until in list(candidates):
+        level = 2 if (protected_until - today).days <= second else 1
+        with transaction.atomic():
+            claim = Registration.objects.filter(pk=pk, status=Status.APPROVED, expiry_warnings_sent__lt=level)
+            if _claim(claim, expiry_warnings_sent=level):
+                registration = Registration.objects.select_related("registered_by").get(pk=pk)
+                _notify_dealer(registration, "protection_expiry_warning", days_left=registration.days_left(today))
+                sent += 1
+    return sent
+
+
+def stale_registrations_flag(*, now: datetime | None = None) -> int:
+    """Nightly: a protected registration without an update for the stale-after days is flagged
+    and its dealer reminded (once per quiet spell: any update clears the flag)."""
+    now = now or timezone.now()
+    programme = ProgrammeSettings.load()
+    cutoff = now - timedelta(days=programme.stale_after_days)
+    candidates = Registration.objects.filter(
+        status=Status.APPROVED, stale_flagged_at__isnull=True, last_activity_at__lt=cutoff
+    ).values_list("pk", flat=True)
+    flagged = 0
+    for pk in list(candidates):
+        with transaction.atomic():
+            if _claim(Registration.objects.filter(pk=pk, stale_flagged_at__isnull=True), stale_flagged_at=now):
+                registration = Registration.objects.select_related("registered_by").get(pk=pk)
+                _notify_dealer(registration, "registration_stale", days=programme.stale_after_days)
+                flagged += 1
+    return flagged

@@ -1,0 +1,26 @@
+from django.urls import path
+
+from deals import views
+
+app_name = "deals"
+
+urlpatterns = [
+    path("registrations/", views.registration_list, name="registration_list"),
+    path("registrations/new/", views.registration_create, name="registration_create"),
+    path("registrations/<int:pk>/", views.registration_detail, name="registration_detail"),
+    path("registrations/<int:pk>/edit/", views.registration_update, name="registration_update"),
+    path("registrations/<int:pk>/withdraw/", views.registration_withdraw, name="registration_withdraw"),
+    path(
+        "registrations/<int:pk>/do/<slug:action>/",
+        views.registration_dealer_action,
+        name="registration_dealer_action",
+    ),
+    path(
+        "registrations/<int:pk>/review/<slug:action>/",
+        views.registration_review_action,
+        name="registration_review_action",
+    ),
+    path("extensions/<int:pk>/<slug:decision>/", views.extension_decide, name="extension_decide"),
+    path("review/", views.review_queue, name="review_queue"),
+    path("review/approve/", views.review_bulk_approve, name="review_bulk_approve"),
+]

@@ -1,0 +1,487 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import Count, Q, Sum
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from dealers.views import staff_required
+from deals import services
+from deals.filters import RegistrationFilter, ReviewQueueFilter
+from deals.forms import (
+    CustomerForm,
+    ExtensionForm,
+    LineFormSet,
+    LostForm,
+    ReasonForm,
+    RegistrationDetailsForm,
+    RegistrationUpdateForm,
+    WonForm,
+)
+from deals.models import ExtensionRequest, ProgrammeSettings, Registration
+
+PAGE_SIZE = 25
+
+
+def _page(request, queryset):
+    page = Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return page, query.urlencode()
+
+
+def _registration_for(request, pk):
+    """The one way views fetch a registration: scoped to the user, 404 otherwise."""
+    queryset = Registration.objects.visible_to(request.user).select_related(
+        "organisation__region__regional_director", "organisation__partner_manager", "customer", "registered_by"
+    )
+    return get_object_or_404(queryset, pk=pk)
+
+
+def _dealer_only(request):
+    if request.user.membership is None:
+        raise Http404("Not found")
+    return request.user.membership
+
+
+def _posted(request, prefix: str) -> dict:
+    start = f"{prefix}-" if prefix else ""
+    return {key[len(start) :]: value for key, value in request.POST.items() if key.startswith(start)}
+
+
+def _posted_lines(request, prefix: str, *, extra: int) -> list[dict]:
+    try:
+        count = min(int(request.POST.get(f"{prefix}-TOTAL_FORMS", 1)), 49)
+    except ValueError:
+        count = 1
+    lines = [
+        {name: request.POST.get(f"{prefix}-{i}-{name}", "") for name in ("product", "quantity", "value")}
+        for i in range(count)
+    ]
+    return lines + [{}] * extra
+
+
+def _lines_from(formset) -> list[services.LineData]:
+    return [
+        services.LineData(product=data["product"], quantity=data["quantity"], value=data.get("value"))
+        for data in formset.filled_lines()
+    ]
+
+
+# --- lists ---------------------------------------------------------------------------------------
+
+
+@login_required
+def registration_list(request):
+    user = request.user
+    if not user.is_vendor_staff:
+        _dealer_only(request)
+    queryset = (
+        Registration.objects.visible_to(user)
+        .select_related("customer", "organisation")
+        .order_by("-first_submitted_at", "-pk")
+    )
+    filterset = RegistrationFilter(request.GET or None, queryset=queryset, user=user)
+    page, query = _page(request, filterset.qs)
+    context = {"filter": filterset, "page": page, "query": query, "today": timezone.localdate()}
+    if not user.is_vendor_staff:
+        organisation = user.membership.organisation
+        context["cap"] = services.open_registration_cap(organisation)
+        context["open_count"] = services.open_registration_count(organisation)
+    return render(request, "deals/registration_list.html", context)
+
+
+@staff_required
+def review_queue(request):
+    queryset = (
+        Registration.objects.review_queue_for(request.user)
+        .select_related("customer", "organisation")
+        .order_by("review_due_at", "pk")
+    )
+    filterset = ReviewQueueFilter(request.GET or None, queryset=queryset, user=request.user)
+    page, query = _page(request, filterset.qs)
+    now = timezone.now()
+    summary = queryset.filter(status=Registration.Status.SUBMITTED).aggregate(
+        waiting=Count("pk"), overdue=Count("pk", filter=Q(review_due_at__lte=now))
+    )
+    return render(
+        request,
+        "deals/review_queue.html",
+        {"filter": filterset, "page": page, "query": query, "now": now, "summary": summary},
+    )
+
+
+@staff_required
+@require_POST
+def review_bulk_approve(request):
+    try:
+        ids = [int(value) for value in request.POST.getlist("registration")]
+    except ValueError:
+        ids = None
+    if not ids:
+        messages.error(request, "Select the registrations to approve first.")
+        return redirect("deals:review_queue")
+    try:
+        result = services.registrations_bulk_approve(registration_ids=ids, actor=request.user)
+    except services.RegistrationError as exc:
+        messages.error(request, str(exc))
+        return redirect("deals:review_queue")
+    if result.approved:
+        messages.success(request, f"Approved {len(result.approved)}: {', '.join(result.approved)}.")
+    for reference, reason in result.refused.items():
+        messages.warning(request, f"{reference} not approved: {reason}")
+    return redirect("deals:review_queue")
+
+
+# --- registering -----------------------------------------------------------------------------------
+
+
+@login_required
+def registration_create(request):
+    membership = _dealer_only(request)
+    organisation = membership.organisation
+    cap = services.open_registration_cap(organisation)
+    open_count = services.open_registration_count(organisation)
+    if open_count >= cap:
+        return render(request, "deals/registration_cap_reached.html", {"cap": cap, "open_count": open_count})
+    data = request.POST if request.method == "POST" else None
+    adding_line = data is not None and "add_line" in data
+    if adding_line:  # without JavaScript: show the form again with one more line, and no errors yet
+        data = None
+        customer_form = CustomerForm(organisation=organisation, prefix="customer", initial=_posted(request, "customer"))
+        details_form = RegistrationDetailsForm(prefix="deal", initial=_posted(request, "deal"))
+        line_formset = LineFormSet(prefix="lines", initial=_posted_lines(request, "lines", extra=1))
+    else:
+        customer_form = CustomerForm(data, organisation=organisation, prefix="customer")
+        details_form = RegistrationDetailsForm(data, prefix="deal")
+        line_formset = LineFormSet(data, prefix="lines")
+    if data is not None and all([customer_form.is_valid(), details_form.is_valid(), line_formset.is_valid()]):
+        c, d = customer_form.cleaned_data, details_form.cleaned_data
+        try:
+            registration = services.registration_submit(
+                actor=request.user,
+                existing_customer=c.get("existing"),
+                customer=None
+                if c.get("existing")
+                else services.CustomerData(
+                    name=c["name"],
+                    city=c["city"],
+                    postcode=c["postcode"],
+                    country=c["country"],
+                    website=c["website"],
+                    vat_number=c["vat_number"],
+                    company_number=c["company_number"],
+                ),
+                contact_name=d["contact_name"],
+                contact_email=d["contact_email"],
+                contact_phone=d["contact_phone"],
+                lines=_lines_from(line_formset),
+                expected_close_date=d["expected_close_date"],
+                competitors=d["competitors"],
+                decision_stage=d["decision_stage"],
+                next_steps=d["next_steps"],
+            )
+        except services.RegistrationError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(
+                request,
+                f"{registration.reference} is registered. Your partner manager decides by "
+                f"{timezone.localtime(registration.review_due_at):%A %d %B, %H:%M}.",
+            )
+            return redirect("deals:registration_detail", pk=registration.pk)
+    return render(
+        request,
+        "deals/registration_form.html",
+        {
+            "customer_form": customer_form,
+            "details_form": details_form,
+            "line_formset": line_formset,
+            "cap": cap,
+            "open_count": open_count,
+            "optional_open": request.method == "POST" and not adding_line,
+        },
+    )
+
+
+# --- one registration ------------------------------------------------------------------------------
+
+
+def _timeline(registration, *, staff: bool):
+    events = registration.events.select_related("actor").order_by("created_at", "pk")
+    if not staff:
+        events = events.defer("internal_note")
+    return [
+        {
+            "at": e.created_at,
+            "action": services.ACTION_WORDS.get(e.action, e.action.replace("_", " ")),
+            "to_status": e.get_to_status_display(),
+            "actor": e.actor.display_name if e.actor else "Portal",
+            "reason": e.reason,
+            "internal_note": e.internal_note if staff else "",
+        }
+        for e in events
+    ]
+
+
+def _dealer_history(registration):
+    """The dealer's record with the programme, for the reviewer."""
+    by_status = dict(
+        Registration.objects.filter(organisation_id=registration.organisation_id)
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+    won_value = Registration.objects.filter(
+        organisation_id=registration.organisation_id, status=Registration.Status.WON
+    ).aggregate(total=Sum("won_value"))["total"]
+    decided = sum(by_status.get(s, 0) for s in ("won", "lost"))
+    return {
+        "by_status": [(Registration.Status(s).label, n) for s, n in sorted(by_status.items())],
+        "total": sum(by_status.values()),
+        "won_value": won_value,
+        "win_rate": round(100 * by_status.get("won", 0) / decided) if decided else None,
+        "recent": Registration.objects.filter(organisation_id=registration.organisation_id)
+        .exclude(pk=registration.pk)
+        .select_related("customer")
+        .order_by("-first_submitted_at")[:5],
+    }
+
+
+@login_required
+def registration_detail(request, pk):
+    registration = _registration_for(request, pk)
+    user = request.user
+    staff = user.is_vendor_staff
+    is_dealer = services.is_dealer_of(user, registration.organisation_id)
+    actions = services.allowed_actions(registration)
+    programme = ProgrammeSettings.load()
+    pending_extension = registration.extension_requests.filter(status=ExtensionRequest.Status.PENDING).first()
+    context = {
+        "registration": registration,
+        "lines": registration.lines.select_related("product__line"),
+        "timeline": _timeline(registration, staff=staff),
+        "days_left": registration.days_left(),
+        "is_dealer": is_dealer,
+        "staff": staff,
+        "actions": actions,
+        "pending_extension": pending_extension,
+        "now": timezone.now(),
+    }
+    if is_dealer:
+        can_extend = (
+            registration.status == Registration.Status.APPROVED
+            and registration.extension_count < programme.max_extensions
+            and pending_extension is None
+        )
+        context.update(
+            can_extend=can_extend,
+            extension_form=ExtensionForm() if can_extend else None,
+            won_form=WonForm(initial={"won_value": registration.expected_value, "won_date": timezone.localdate()}),
+            lost_form=LostForm(),
+            max_extensions=programme.max_extensions,
+        )
+    if staff:
+        context.update(
+            reason_form=ReasonForm(),
+            can_review=services.is_reviewer_of(user, registration.organisation_id),
+            can_direct=services.is_director_of(user, registration.organisation_id),
+            history=_dealer_history(registration),
+        )
+    return render(request, "deals/registration_detail.html", context)
+
+
+@login_required
+def registration_update(request, pk):
+    registration = _registration_for(request, pk)
+    if not services.is_dealer_of(request.user, registration.organisation_id):
+        raise Http404("Not found")
+    if not registration.is_open:
+        messages.error(request, f"{registration.reference} is closed; it can no longer be changed.")
+        return redirect("deals:registration_detail", pk=pk)
+    lines = registration.lines.all()
+    data = request.POST if request.method == "POST" else None
+    initial = {
+        "expected_close_date": registration.expected_close_date,
+        "decision_stage": registration.decision_stage,
+        "competitors": registration.competitors,
+        "next_steps": registration.next_steps,
+    }
+    initial_lines = [{"product": line.product_id, "quantity": line.quantity, "value": line.value} for line in lines]
+    if data is not None and "add_line" in data:  # without JavaScript: one more line, no errors yet
+        data, initial, initial_lines = None, _posted(request, ""), _posted_lines(request, "lines", extra=1)
+    form = RegistrationUpdateForm(data, current_close_date=registration.expected_close_date, initial=initial)
+    line_formset = LineFormSet(data, prefix="lines", initial=initial_lines)
+    if data is not None and form.is_valid() and line_formset.is_valid():
+        try:
+            services.registration_update(
+                registration=registration,
+                actor=request.user,
+                lines=_lines_from(line_formset),
+                **form.cleaned_data,
+            )
+        except services.RegistrationError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(request, f"{registration.reference} is updated.")
+            return redirect("deals:registration_detail", pk=pk)
+    return render(
+        request,
+        "deals/registration_update.html",
+        {"registration": registration, "form": form, "line_formset": line_formset},
+    )
+
+
+def _run(request, registration, call, success: str):
+    try:
+        call()
+    except services.RegistrationError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, success.format(ref=registration.reference))
+    return redirect("deals:registration_detail", pk=registration.pk)
+
+
+@login_required
+def registration_withdraw(request, pk):
+    registration = _registration_for(request, pk)
+    if not services.is_dealer_of(request.user, registration.organisation_id):
+        raise Http404("Not found")
+    if request.method != "POST":
+        return render(request, "deals/registration_withdraw_confirm.html", {"registration": registration})
+    reason = request.POST.get("reason", "")
+    return _run(
+        request,
+        registration,
+        lambda: services.registration_withdraw(registration=registration, actor=request.user, reason=reason),
+        "{ref} is withdrawn.",
+    )
+
+
+@login_required
+@require_POST
+def registration_dealer_action(request, pk, action):
+    """The dealer's one-step actions: resubmit, report won or lost, request an extension."""
+    registration = _registration_for(request, pk)
+    if not services.is_dealer_of(request.user, registration.organisation_id):
+        raise Http404("Not found")
+    user = request.user
+    if action == "resubmit":
+        reason = request.POST.get("reason", "")
+        return _run(
+            request,
+            registration,
+            lambda: services.registration_resubmit(registration=registration, actor=user, reason=reason),
+            "{ref} is resubmitted; the review starts again.",
+        )
+    if action == "won":
+        form = WonForm(request.POST)
+        if not form.is_valid():
+            return _form_errors(request, registration, form)
+        return _run(
+            request,
+            registration,
+            lambda: services.registration_report_won(
+                registration=registration,
+                actor=user,
+                value=form.cleaned_data["won_value"],
+                won_on=form.cleaned_data["won_date"],
+            ),
+            "Congratulations: {ref} is reported won.",
+        )
+    if action == "lost":
+        form = LostForm(request.POST)
+        if not form.is_valid():
+            return _form_errors(request, registration, form)
+        return _run(
+            request,
+            registration,
+            lambda: services.registration_report_lost(
+                registration=registration,
+                actor=user,
+                reason=form.cleaned_data["lost_reason"],
+                competitor=form.cleaned_data["lost_competitor"],
+            ),
+            "{ref} is reported lost.",
+        )
+    if action == "extend":
+        form = ExtensionForm(request.POST)
+        if not form.is_valid():
+            return _form_errors(request, registration, form)
+        return _run(
+            request,
+            registration,
+            lambda: services.extension_request(
+                registration=registration, actor=user, reason=form.cleaned_data["reason"]
+            ),
+            "Extension requested for {ref}; your partner manager decides.",
+        )
+    raise Http404("Not found")
+
+
+def _form_errors(request, registration, form):
+    for field, errors in form.errors.items():
+        label = form.fields[field].label if field in form.fields else ""
+        for error in errors:
+            messages.error(request, f"{label}: {error}" if label else error)
+    return redirect("deals:registration_detail", pk=registration.pk)
+
+
+REVIEW_ACTIONS = {
+    "approve": (services.registration_approve, "{ref} is approved and protected."),
+    "reject": (services.registration_reject, "{ref} is rejected."),
+    "request_info": (services.registration_request_info, "More information requested for {ref}."),
+    "escalate": (services.registration_escalate, "{ref} is escalated to the regional director."),
+}
+
+
+@staff_required
+@require_POST
+def registration_review_action(request, pk, action):
+    registration = _registration_for(request, pk)
+    form = ReasonForm(request.POST)
+    form.is_valid()
+    reason, note = form.cleaned_data.get("reason", ""), form.cleaned_data.get("internal_note", "")
+    if action in REVIEW_ACTIONS:
+        service, success = REVIEW_ACTIONS[action]
+        return _run(
+            request,
+            registration,
+            lambda: service(registration=registration, actor=request.user, reason=reason, internal_note=note),
+            success,
+        )
+    if action in ("award", "refuse"):
+        return _run(
+            request,
+            registration,
+            lambda: services.registration_escalation_decide(
+                registration=registration,
+                actor=request.user,
+                award=action == "award",
+                reason=reason,
+                internal_note=note,
+            ),
+            "{ref}: decision recorded.",
+        )
+    raise Http404("Not found")
+
+
+@staff_required
+@require_POST
+def extension_decide(request, pk, decision):
+    extension = get_object_or_404(
+        ExtensionRequest.objects.filter(registration__in=Registration.objects.visible_to(request.user)), pk=pk
+    )
+    registration = extension.registration
+    reason = request.POST.get("reason", "")
+    if decision == "approve":
+        call = lambda: services.extension_approve(request=extension, actor=request.user, reason=reason)  # noqa: E731
+    elif decision == "decline":
+        call = lambda: services.extension_decline(request=extension, actor=request.user, reason=reason)  # noqa: E731
+    else:
+        raise Http404("Not found")
+    return _run(
+        request, registration, call, "Extension of {ref}: " + ("approved." if decision == "approve" else "declined.")
+    )

@@ -1,0 +1,72 @@
+"""The email outbox: write in the transaction, send after commit, retry until sent, never twice."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import F, Q
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from prm.models import OutboxEmail
+
+log = logging.getLogger(__name__)
+
+# A claim older than this belongs to a worker that died mid-send; the message may be retried.
+CLAIM_TIMEOUT = timedelta(minutes=10)
+
+
+def outbox_enqueue(*, to: str, template: str, context: dict, topic: str = "") -> OutboxEmail:
+    """Render templates/emails/<template>_subject.txt and _body.txt and queue the email.
+
+    Call inside the transaction of the change the email reports: if that rolls back, so does
+    the email. After commit a task tries to send it at once; if the broker is down, the periodic
+    flush sends it later."""
+    subject = " ".join(render_to_string(f"emails/{template}_subject.txt", context).split())
+    body = render_to_string(f"emails/{template}_body.txt", context)
+    email = OutboxEmail.objects.create(to=to, subject=subject[:300], body=body, topic=topic)
+    email_id = email.pk
+    transaction.on_commit(lambda: _kick(email_id), robust=True)
+    return email
+
+
+def _kick(email_id: int) -> None:
+    from prm.tasks import outbox_send
+
+    outbox_send.delay(email_id=email_id)
+
+
+def outbox_send(*, email_id: int) -> bool:
+    """Send one queued email. True when this call sent it."""
+    now = timezone.now()
+    claimed = (
+        OutboxEmail.objects.filter(pk=email_id, sent_at__isnull=True)
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - CLAIM_TIMEOUT))
+        .update(claimed_at=now, attempts=F("attempts") + 1)
+    )
+    if claimed != 1:
+        return False  # already sent, or another worker is sending it right now
+    email = OutboxEmail.objects.get(pk=email_id)
+    try:
+        send_mail(email.subject, email.body, None, [email.to])
+    except Exception as exc:  # the mail server is down or refused: leave it for the next flush
+        log.warning("outbox email %s not sent: %s", email_id, exc)
+        OutboxEmail.objects.filter(pk=email_id).update(claimed_at=None, last_error=f"{type(exc).__name__}: {exc}")
+        return False
+    OutboxEmail.objects.filter(pk=email_id).update(sent_at=timezone.now(), last_error="")
+    return True
+
+
+def outbox_flush(*, limit: int = 500) -> int:
+    """Send what is left (the periodic job). Returns how many went out."""
+    now = timezone.now()
+    pending = (
+        OutboxEmail.objects.filter(sent_at__isnull=True)
+        .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - CLAIM_TIMEOUT))
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return sum(outbox_send(email_id=pk) for pk in list(pending))
