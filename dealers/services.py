@@ -14,9 +14,11 @@ from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core import signing
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from dealers.models import Invitation, Membership, Organisation, OrganisationEvent, StaffRole, User
+from prm.outbox import outbox_enqueue
 
 INVITATION_SALT = "dealers.invitation"
 
@@ -129,10 +131,15 @@ def invitation_create(
 
 
 def invitation_send_on_commit(invitation: Invitation) -> None:
-    from dealers.tasks import invitation_send
-
-    invitation_id = invitation.pk
-    transaction.on_commit(lambda: invitation_send.delay(invitation_id=invitation_id))
+    """Queue the invitation email in the outbox: it leaves after commit, and a broker or mail
+    server outage delays it instead of losing it."""
+    url = settings.PRM_SITE_URL.rstrip("/") + reverse("dealers:invitation_accept", args=[invitation_token(invitation)])
+    outbox_enqueue(
+        to=invitation.email,
+        template="invitation",
+        context={"invitation": invitation, "url": url, "days": settings.PRM_INVITATION_DAYS},
+        topic=f"invitation {invitation.pk}",
+    )
 
 
 @transaction.atomic
