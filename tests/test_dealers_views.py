@@ -167,7 +167,12 @@ def test_accept_invitation_creates_account_and_logs_in(client, invitation):
     assert page.status_code == 200 and b"Join Own Dealer B.V." in page.content
     response = client.post(
         accept_url(invitation),
-        {"first_name": "Nina", "last_name": "Smit", "password1": "a-long-secret-phrase", "password2": "a-long-secret-phrase"},
+        {
+            "first_name": "Nina",
+            "last_name": "Smit",
+            "password1": "a-long-secret-phrase",
+            "password2": "a-long-secret-phrase",
+        },
     )
     assert response.status_code == 302 and response["Location"] == reverse("home")
     home = client.get("/").content.decode()
@@ -185,7 +190,12 @@ def test_accept_with_bad_password_keeps_names(client, invitation):
 
 
 def test_reused_invitation_says_so(client, invitation):
-    data = {"first_name": "N", "last_name": "S", "password1": "a-long-secret-phrase", "password2": "a-long-secret-phrase"}
+    data = {
+        "first_name": "N",
+        "last_name": "S",
+        "password1": "a-long-secret-phrase",
+        "password2": "a-long-secret-phrase",
+    }
     client.post(accept_url(invitation), data)
     client.logout()
     response = client.get(accept_url(invitation))
@@ -212,7 +222,8 @@ def test_open_signup_is_closed(client, db):
     response = client.get(reverse("account_signup"))
     assert b"closed" in response.content.lower()
     client.post(
-        reverse("account_signup"), {"email": "intruder@x.example", "password1": "a-long-pw-1234", "password2": "a-long-pw-1234"}
+        reverse("account_signup"),
+        {"email": "intruder@x.example", "password1": "a-long-pw-1234", "password2": "a-long-pw-1234"},
     )
     assert not User.objects.filter(email="intruder@x.example").exists()
 

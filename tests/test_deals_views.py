@@ -112,7 +112,16 @@ def test_bad_submit_keeps_everything_typed(world, catalogue):
 
 
 def test_at_least_one_line(world, catalogue):
-    data = form_data(catalogue, **{"lines-0-product": "", "lines-0-quantity": "", "lines-1-product": "", "lines-1-quantity": "", "lines-1-value": ""})
+    data = form_data(
+        catalogue,
+        **{
+            "lines-0-product": "",
+            "lines-0-quantity": "",
+            "lines-1-product": "",
+            "lines-1-quantity": "",
+            "lines-1-value": "",
+        },
+    )
     response = client_for(world.own_user).post(reverse("deals:registration_create"), data)
     assert b"Add at least one product line." in response.content
     assert not Registration.objects.exists()
@@ -230,7 +239,9 @@ def test_partner_manager_approves_and_dealer_sees_protection(world, own_registra
     assert "Protected until" in page and "180 days left" in page
     assert "Good luck" in page
     assert "checked CRM" not in page  # internal notes stay with vendor staff
-    staff_page = client_for(world.pm_a).get(reverse("deals:registration_detail", args=[registration.pk])).content.decode()
+    staff_page = (
+        client_for(world.pm_a).get(reverse("deals:registration_detail", args=[registration.pk])).content.decode()
+    )
     assert "checked CRM" in staff_page
 
 
@@ -261,7 +272,9 @@ def test_review_queue_is_scoped_and_ordered(world, catalogue):
     assert refs == [second.reference, first.reference]
     assert "Overdue" in page.content.decode()
     assert theirs.reference not in page.content.decode()
-    rd_refs = [r.reference for r in client_for(world.rd_north).get(reverse("deals:review_queue")).context["page"].object_list]
+    rd_refs = [
+        r.reference for r in client_for(world.rd_north).get(reverse("deals:review_queue")).context["page"].object_list
+    ]
     assert set(rd_refs) == {orphaned.reference, second.reference}  # no partner manager, or overdue
     overdue_only = client_for(world.pm_a).get(reverse("deals:review_queue"), {"overdue": "true"})
     assert [r.reference for r in overdue_only.context["page"].object_list] == [second.reference]
@@ -345,7 +358,10 @@ def test_extension_request_and_decision_through_pages(world, own_registration):
     extension = own_registration.extension_requests.get()
     page = client_for(world.pm_a).get(reverse("deals:registration_detail", args=[own_registration.pk]))
     assert b"Tender delayed" in page.content
-    assert client_for(world.pm_b).post(reverse("deals:extension_decide", args=[extension.pk, "approve"])).status_code == 404
+    assert (
+        client_for(world.pm_b).post(reverse("deals:extension_decide", args=[extension.pk, "approve"])).status_code
+        == 404
+    )
     client_for(world.pm_a).post(reverse("deals:extension_decide", args=[extension.pk, "approve"]))
     assert Registration.objects.get(pk=own_registration.pk).protected_until == until + timedelta(days=30)
 
