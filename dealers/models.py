@@ -239,8 +239,11 @@ class Organisation(models.Model):
 
     @property
     def account_manager(self):
-        """Who looks after this organisation: its partner manager, or else the regional director."""
-        return self.partner_manager or self.region.regional_director
+        """Who looks after this organisation: its partner manager, or else (none, or one who left)
+        the regional director."""
+        if self.partner_manager is not None and self.partner_manager.is_active:
+            return self.partner_manager
+        return self.region.regional_director
 
 
 class Territory(models.Model):

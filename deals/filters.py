@@ -67,9 +67,7 @@ class ReviewQueueFilter(django_filters.FilterSet):
         choices=[(s, Registration.Status(s).label) for s in Registration.QUEUE_STATUSES]
     )
     organisation = django_filters.ModelChoiceFilter(queryset=Organisation.objects.none(), label="Dealer")
-    overdue = django_filters.BooleanFilter(
-        label="Overdue only", method="filter_overdue", widget=forms.CheckboxInput()
-    )
+    overdue = django_filters.BooleanFilter(label="Overdue only", method="filter_overdue", widget=forms.CheckboxInput())
 
     class Meta:
         model = Registration

@@ -7,7 +7,6 @@ from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Now
 from django.utils import timezone
 
 from dealers.countries import COUNTRY_CHOICES
@@ -56,6 +55,12 @@ class ProgrammeSettings(models.Model):
             models.CheckConstraint(
                 condition=Q(first_expiry_warning_days__gt=models.F("second_expiry_warning_days")),
                 name="programme_settings_warnings_ordered",
+                violation_error_message="The first expiry warning must come before the second.",
+            ),
+            models.CheckConstraint(
+                condition=Q(reminder_hours__lt=models.F("review_sla_hours")),
+                name="programme_settings_reminder_before_deadline",
+                violation_error_message="The reminder must come before the review deadline.",
             ),
         ]
 
@@ -178,7 +183,8 @@ class RegistrationQuerySet(models.QuerySet):
         if user.is_regional_director:
             scope |= Q(organisation__region__regional_director=user) & (
                 Q(organisation__partner_manager__isnull=True)
-                | Q(status=Registration.Status.SUBMITTED, review_due_at__lte=Now())
+                | Q(organisation__partner_manager__is_active=False)
+                | Q(status=Registration.Status.SUBMITTED, review_due_at__lte=timezone.now())
                 | Q(status=Registration.Status.ESCALATED)
             )
         return waiting.filter(scope)
@@ -338,6 +344,7 @@ class ExtensionRequest(models.Model):
         PENDING = "pending", "Pending"
         APPROVED = "approved", "Approved"
         DECLINED = "declined", "Declined"
+        CANCELLED = "cancelled", "Cancelled (the protection ended first)"
 
     registration = models.ForeignKey(Registration, on_delete=models.CASCADE, related_name="extension_requests")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")

@@ -133,12 +133,17 @@ def _check_party(party: Party, actor: User | None, registration: Registration) -
 # --- the transition machinery ------------------------------------------------------------------
 
 
-def _lock(registration: Registration) -> Registration:
-    return (
+def _lock(registration: Registration, action: str | None = None, actor: User | None = None) -> Registration:
+    """Re-read the row under a lock; with an action, also check the move and the actor first,
+    so that an outsider hears "not allowed" before any remark about their input."""
+    locked = (
         Registration.objects.select_for_update(of=("self",))
         .select_related("organisation__region", "organisation__partner_manager", "customer", "registered_by")
         .get(pk=registration.pk)
     )
+    if action is not None:
+        _check_move(locked, action, actor)
+    return locked
 
 
 def _check_move(registration: Registration, action: str, actor: User | None) -> Transition:
@@ -166,9 +171,16 @@ def _transition(
     move = _check_move(registration, action, actor)
     old = registration.status
     registration.status = move.target
-    registration.status_changed_at = now
     registration.last_activity_at = now
-    changed = ["status", "status_changed_at", "last_activity_at"]
+    registration.stale_flagged_at = None  # activity ends a quiet spell (see stale_registrations_flag)
+    changed = ["status", "last_activity_at", "stale_flagged_at"]
+    if move.target != old:
+        registration.status_changed_at = now
+        changed.append("status_changed_at")
+        if old == Status.APPROVED:  # the protection ends: an open extension request goes with it
+            registration.extension_requests.filter(status=ExtensionRequest.Status.PENDING).update(
+                status=ExtensionRequest.Status.CANCELLED, decided_at=now, decision_reason="The protection ended."
+            )
     for name, value in (fields or {}).items():
         setattr(registration, name, value)
         changed.append(name)
@@ -434,6 +446,14 @@ def registration_update(
     changed.append("stale_flagged_at")
     if lines is not None:
         checked = _check_lines(lines)
+        if registration.status in (Status.APPROVED, Status.ESCALATED):
+            held = set(registration.lines.values_list("product__line_id", flat=True))
+            added = {line.product.line for line in checked if line.product.line_id not in held}
+            if added:
+                raise RegistrationError(
+                    f"{', '.join(sorted(str(line) for line in added))} is not part of this protected registration. "
+                    "Register a new deal for it, so that it is reviewed."
+                )
         _save_lines(registration, checked)
         registration.expected_value = sum((line.value for line in checked), Decimal("0.00"))
         changed.append("expected_value")
@@ -484,8 +504,8 @@ def _protection_fields(registration: Registration, now: datetime) -> dict:
 
 @transaction.atomic
 def registration_request_info(*, registration: Registration, actor: User, reason: str, internal_note: str = ""):
+    registration = _lock(registration, "request_info", actor)
     _require(reason, "the question for the dealer")
-    registration = _lock(registration)
     now = timezone.now()
     _transition(registration, "request_info", actor, now=now, reason=reason, internal_note=internal_note)
     _notify_dealer(registration, "registration_decision", reason=reason)
@@ -494,7 +514,7 @@ def registration_request_info(*, registration: Registration, actor: User, reason
 
 @transaction.atomic
 def registration_resubmit(*, registration: Registration, actor: User, reason: str = ""):
-    registration = _lock(registration)
+    registration = _lock(registration, "resubmit", actor)
     now = timezone.now()
     clock = _review_clock(now, ProgrammeSettings.load())
     _transition(registration, "resubmit", actor, now=now, reason=reason, fields=clock)
@@ -504,9 +524,8 @@ def registration_resubmit(*, registration: Registration, actor: User, reason: st
 
 @transaction.atomic
 def registration_approve(*, registration: Registration, actor: User, reason: str = "", internal_note: str = ""):
-    registration = _lock(registration)
+    registration = _lock(registration, "approve", actor)
     now = timezone.now()
-    _check_move(registration, "approve", actor)
     fields = {**_decision_fields(registration, actor, now), **_protection_fields(registration, now)}
     _transition(registration, "approve", actor, now=now, reason=reason, internal_note=internal_note, fields=fields)
     _notify_dealer(registration, "registration_decision", reason=reason)
@@ -515,10 +534,9 @@ def registration_approve(*, registration: Registration, actor: User, reason: str
 
 @transaction.atomic
 def registration_reject(*, registration: Registration, actor: User, reason: str, internal_note: str = ""):
+    registration = _lock(registration, "reject", actor)
     _require(reason, "the reason the dealer will see")
-    registration = _lock(registration)
     now = timezone.now()
-    _check_move(registration, "reject", actor)
     fields = _decision_fields(registration, actor, now)
     _transition(registration, "reject", actor, now=now, reason=reason, internal_note=internal_note, fields=fields)
     _notify_dealer(registration, "registration_decision", reason=reason)
@@ -551,8 +569,8 @@ def registrations_bulk_approve(*, registration_ids: list[int], actor: User) -> B
 
 @transaction.atomic
 def registration_escalate(*, registration: Registration, actor: User, internal_note: str, reason: str = ""):
+    registration = _lock(registration, "escalate", actor)
     _require(internal_note, "a note for the regional director")
-    registration = _lock(registration)
     now = timezone.now()
     reason = reason or "Your registration needs a further review. We will let you know the outcome."
     _transition(registration, "escalate", actor, now=now, reason=reason, internal_note=internal_note)
@@ -567,17 +585,18 @@ def registration_escalation_decide(
 ):
     """The regional director's decision out of `escalated`: award it (approved, protected), or
     refuse it — rejected if it was a submission, revoked if it held a protection."""
-    _require(reason, "the reason the dealer will see")
     registration = _lock(registration)
+    action = "award" if award else ("revoke" if registration.protected_until else "decline")
+    _check_move(registration, action, actor)
+    _require(reason, "the reason the dealer will see")
     now = timezone.now()
-    if award:
-        fields = {"decided_at": now, "decided_by": actor}
-        if registration.protected_until is None:
-            fields.update(_decision_fields(registration, actor, now), **_protection_fields(registration, now))
-        action = "award"
-    else:
-        action = "revoke" if registration.protected_until else "decline"
-        fields = {"decided_at": now, "decided_by": actor}
+    fields = {"decided_at": now, "decided_by": actor}
+    if award and registration.protected_until is None:
+        fields.update(_decision_fields(registration, actor, now), **_protection_fields(registration, now))
+    elif award:
+        # The protection stood still while the conflict was decided: it resumes with the days it had.
+        paused = (timezone.localtime(now).date() - timezone.localtime(registration.status_changed_at).date()).days
+        fields["protected_until"] = registration.protected_until + timedelta(days=max(paused, 0))
     _transition(registration, action, actor, now=now, reason=reason, internal_note=internal_note, fields=fields)
     _notify_dealer(registration, "registration_decision", reason=reason)
     return registration
@@ -588,14 +607,14 @@ def registration_escalation_decide(
 
 @transaction.atomic
 def registration_withdraw(*, registration: Registration, actor: User, reason: str = ""):
-    registration = _lock(registration)
+    registration = _lock(registration, "withdraw", actor)
     _transition(registration, "withdraw", actor, now=timezone.now(), reason=reason or "Withdrawn by the dealer.")
     return registration
 
 
 @transaction.atomic
 def registration_report_won(*, registration: Registration, actor: User, value: Decimal, won_on: date):
-    registration = _lock(registration)
+    registration = _lock(registration, "report_won", actor)
     now = timezone.now()
     if value is None or value <= 0:
         raise RegistrationError("The won value must be positive.")
@@ -610,9 +629,9 @@ def registration_report_won(*, registration: Registration, actor: User, value: D
 
 @transaction.atomic
 def registration_report_lost(*, registration: Registration, actor: User, reason: str, competitor: str = ""):
+    registration = _lock(registration, "report_lost", actor)
     if reason not in Registration.LostReason.values:
         raise RegistrationError("Choose why the deal was lost.")
-    registration = _lock(registration)
     label = Registration.LostReason(reason).label
     fields = {"lost_reason": reason, "lost_competitor": competitor.strip()}
     _transition(registration, "report_lost", actor, now=timezone.now(), reason=f"Lost: {label}", fields=fields)
@@ -731,8 +750,11 @@ def protections_expire(*, today: date | None = None, batch_size: int = 20_000) -
                     cursor.execute(
                         f"INSERT INTO {events} (registration_id, actor_id, created_at, action, from_status, "
                         f"to_status, reason, internal_note) "
-                        f"SELECT id, NULL, %s, %s, %s, %s, %s, '' FROM {registrations} "
-                        f"WHERE status = %s AND status_changed_at = %s AND id >= %s AND id < %s",
+                        f"SELECT r.id, NULL, %s, %s, %s, %s, %s, '' FROM {registrations} r "
+                        f"WHERE r.status = %s AND r.status_changed_at = %s AND r.id >= %s AND r.id < %s "
+                        # expired is final: a row that already has its expire event (stamped by an
+                        # earlier run at the same clock reading) gets no second one
+                        f"AND NOT EXISTS (SELECT 1 FROM {events} e WHERE e.registration_id = r.id AND e.action = %s)",
                         [
                             now,
                             "expire",
@@ -743,6 +765,7 @@ def protections_expire(*, today: date | None = None, batch_size: int = 20_000) -
                             now,
                             start,
                             start + batch_size,
+                            "expire",
                         ],
                     )
         expired += count

@@ -81,3 +81,10 @@ def test_regions_dealer_sees_only_its_own(world):
 def test_account_manager_falls_back_to_regional_director(world):
     assert world.own.account_manager == world.pm_a
     assert world.orphan.account_manager == world.rd_north
+
+
+def test_partner_manager_who_left_falls_back_to_regional_director(world):
+    world.pm_a.is_active = False
+    world.pm_a.save()
+    world.own.refresh_from_db()
+    assert world.own.account_manager == world.rd_north
