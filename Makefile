@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # Development defaults: SQLite and the filesystem broker under var/, debug on, MFA not required
-# for the demo staff log-ins. Web on 127.0.0.1:8000 and a Celery worker with its beat schedule,
-# both in the foreground; Ctrl-C stops both.
+# for the demo staff log-ins. Web on 127.0.0.1:8000, a Celery worker and beat (Procfile.dev),
+# all in the foreground; Ctrl-C stops all three.
 run: export DJANGO_DEBUG ?= 1
 run: export PRM_REQUIRE_STAFF_MFA ?= 0
 run: $(STAMP)
