@@ -160,6 +160,9 @@ class LineForm(forms.Form):
         super().__init__(*args, **kwargs)
         products = products if products is not None else list(Product.objects.registrable().select_related("line"))
         self.fields["product"].queryset = Product.objects.registrable().select_related("line")
+        self.fields["product"].label_from_instance = lambda p: (
+            f"{p.name} ({p.sku})" + (" — direct sales only, needs review" if p.line.direct_only else "")
+        )
         self.fields["product"].widget = ProductSelect(prices={p.pk: p.list_price for p in products})
         self.fields["product"].widget.choices = self.fields["product"].choices
 

@@ -110,7 +110,8 @@ class ProductLine(models.Model):
 
 class ProductQuerySet(models.QuerySet):
     def registrable(self) -> ProductQuerySet:
-        return self.filter(active=True, line__direct_only=False)
+        """What a dealer may put on a registration. Direct-only lines are allowed but flagged."""
+        return self.filter(active=True)
 
 
 class Product(models.Model):
@@ -147,21 +148,52 @@ class Customer(models.Model):
     vat_number = models.CharField("VAT number", max_length=20, blank=True)
     company_number = models.CharField("Chamber of Commerce number", max_length=20, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    # Matching keys (deals.matching), kept by the services whenever the fields above change; the
+    # conflict check finds its candidates through their indexes (a trigram index on name_key on
+    # PostgreSQL, see migration 0002).
+    name_key = models.CharField(max_length=200, blank=True, editable=False)
+    vat_key = models.CharField(max_length=24, blank=True, editable=False)
+    register_key = models.CharField(max_length=30, blank=True, editable=False)
+    domain_key = models.CharField(max_length=200, blank=True, editable=False)
 
     objects = CustomerQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
-        indexes = [models.Index(fields=["organisation", "name"])]
+        indexes = [
+            models.Index(fields=["organisation", "name"]),
+            models.Index(fields=["country", "name_key"]),
+            models.Index(fields=["vat_key"], condition=~Q(vat_key=""), name="customer_vat_key_idx"),
+            models.Index(fields=["register_key"], condition=~Q(register_key=""), name="customer_register_key_idx"),
+            models.Index(fields=["domain_key"], condition=~Q(domain_key=""), name="customer_domain_key_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name}, {self.city}"
 
+    def as_match_record(self) -> dict:
+        return {
+            "name": self.name,
+            "city": self.city,
+            "postcode": self.postcode,
+            "country": self.country,
+            "website": self.website,
+            "vat": self.vat_number,
+            "company_number": self.company_number,
+        }
+
 
 class RegistrationQuerySet(models.QuerySet):
     def visible_to(self, user) -> RegistrationQuerySet:
-        """Dealers: their own organisation's registrations. Staff: the dealers they look after."""
-        return self.filter(organisation__in=Organisation.objects.visible_to(user))
+        """Dealers: their own organisation's registrations. Staff: the dealers they look after, and
+        (read-only) the registrations that conflict with those, whoever's dealer they belong to."""
+        own = Q(organisation__in=Organisation.objects.visible_to(user))
+        if not (user.is_authenticated and user.is_vendor_staff):
+            return self.filter(own)
+        through_conflicts = Conflict.objects.filter(
+            registration__organisation__in=Organisation.objects.visible_to(user)
+        ).values("other_id")
+        return self.filter(own | Q(pk__in=through_conflicts))
 
     def open(self) -> RegistrationQuerySet:
         return self.filter(status__in=Registration.OPEN_STATUSES)
@@ -377,3 +409,155 @@ class ReferenceCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.year}: {self.last}"
+
+
+class NamedAccountQuerySet(models.QuerySet):
+    def active(self) -> NamedAccountQuerySet:
+        return self.filter(active=True)
+
+
+class NamedAccount(models.Model):
+    """A customer reserved for the vendor's direct team, or for one dealer."""
+
+    name = models.CharField(max_length=200)
+    city = models.CharField(max_length=100, blank=True)
+    country = models.CharField(max_length=2, choices=COUNTRY_CHOICES, default="NL")
+    website = models.CharField(max_length=200, blank=True)
+    vat_number = models.CharField("VAT number", max_length=20, blank=True)
+    company_number = models.CharField("Chamber of Commerce number", max_length=20, blank=True)
+    reserved_for = models.ForeignKey(
+        Organisation,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="named_accounts",
+        help_text="Leave empty when the account is reserved for the vendor's direct team.",
+    )
+    note = models.CharField(max_length=300, blank=True)
+    active = models.BooleanField(default=True)
+
+    objects = NamedAccountQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def as_match_record(self) -> dict:
+        return {
+            "name": self.name,
+            "city": self.city,
+            "country": self.country,
+            "website": self.website,
+            "vat": self.vat_number,
+            "company_number": self.company_number,
+        }
+
+
+class Conflict(models.Model):
+    """Two registrations of (probably) one customer by different dealers, found at submission.
+
+    `registration` is the one submitted later; the conflict belongs to its reviewers. With an
+    overlapping product line it is a conflict; with other product lines only a related registration
+    (shown to the reviewer, not blocking)."""
+
+    class Kind(models.TextChoices):
+        CONFLICT = "conflict", "Conflict"
+        RELATED = "related", "Related registration"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ESCALATED = "escalated", "Escalated"
+        RESOLVED = "resolved", "Resolved"
+        DISMISSED = "dismissed", "Not the same customer"
+
+    registration = models.ForeignKey(Registration, on_delete=models.CASCADE, related_name="conflicts")
+    other = models.ForeignKey(Registration, on_delete=models.CASCADE, related_name="conflicted_by")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    score = models.DecimalField(max_digits=4, decimal_places=3)
+    reasons = models.JSONField(default=list)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    winner = models.ForeignKey(Registration, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    customer_chose = models.BooleanField(default=False, help_text="The customer chose the winning dealer.")
+    note = models.TextField(blank=True, help_text="Internal: why it was decided or escalated.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["registration", "other"], name="conflict_pair_unique"),
+            models.CheckConstraint(condition=~Q(registration=models.F("other")), name="conflict_not_self"),
+        ]
+        indexes = [models.Index(fields=["status", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.registration} × {self.other} ({self.get_kind_display().lower()})"
+
+    @property
+    def is_blocking(self) -> bool:
+        return self.kind == self.Kind.CONFLICT and self.status in (self.Status.OPEN, self.Status.ESCALATED)
+
+    @property
+    def suggested_winner(self) -> Registration:
+        """The default rule: the earliest first submission wins."""
+        return min((self.registration, self.other), key=lambda r: (r.first_submitted_at, r.pk))
+
+
+class NotSameCustomer(models.Model):
+    """A reviewer's ruling that two customer records are different customers: never flagged again."""
+
+    customer_low = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    customer_high = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer_low", "customer_high"], name="not_same_customer_pair_unique"),
+            models.CheckConstraint(condition=Q(customer_low__lt=models.F("customer_high")), name="not_same_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_low} ≠ {self.customer_high}"
+
+
+class RegistrationFlag(models.Model):
+    """A channel rule the registration touches, with its plain-language explanation (for staff)."""
+
+    class Kind(models.TextChoices):
+        NAMED_ACCOUNT = "named_account", "Named account"
+        TERRITORY = "territory", "Territory"
+        SEGMENT = "segment", "Enterprise segment"
+        DIRECT_ONLY = "direct_only", "Direct-only product line"
+        OWN_DUPLICATE = "own_duplicate", "Registered before by the same dealer"
+
+    registration = models.ForeignKey(Registration, on_delete=models.CASCADE, related_name="flags")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    explanation = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.registration}: {self.get_kind_display()}"
+
+
+class ProtectionLookup(models.Model):
+    """Every look-up of a customer's protection by vendor staff is logged."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    query = models.CharField(max_length=200)
+    result_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.user} looked up “{self.query}”"

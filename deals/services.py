@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dealers.models import Membership, Organisation, User
+from deals import conflicts
 from deals.models import (
     Customer,
     ExtensionRequest,
@@ -146,14 +147,19 @@ def _lock(registration: Registration, action: str | None = None, actor: User | N
     return locked
 
 
-def _check_move(registration: Registration, action: str, actor: User | None) -> Transition:
+def _check_move(
+    registration: Registration, action: str, actor: User | None, *, authorised_by_conflict: bool = False
+) -> Transition:
+    """Refuse a move that TRANSITIONS does not allow from this state, or by this actor. A conflict
+    decision (deals.conflicts) has checked its own authority over both registrations, and says so."""
     move = TRANSITIONS[action]
     if registration.status not in move.sources:
         raise RegistrationError(
             f"{registration.reference} is {registration.get_status_display().lower()}; "
             f"it cannot be {ACTION_WORDS[action]} now."
         )
-    _check_party(move.party, actor, registration)
+    if not authorised_by_conflict:
+        _check_party(move.party, actor, registration)
     return move
 
 
@@ -166,9 +172,10 @@ def _transition(
     reason: str = "",
     internal_note: str = "",
     fields: dict | None = None,
+    authorised_by_conflict: bool = False,
 ) -> Registration:
     """Check and make one move of TRANSITIONS on a locked row, with its history row."""
-    move = _check_move(registration, action, actor)
+    move = _check_move(registration, action, actor, authorised_by_conflict=authorised_by_conflict)
     old = registration.status
     registration.status = move.target
     registration.last_activity_at = now
@@ -308,8 +315,8 @@ def _check_lines(lines: list[LineData]) -> list[LineData]:
     for line in lines:
         if line.quantity is None or line.quantity <= 0:
             raise RegistrationError("Quantities must be positive.")
-        if not line.product.active or line.product.line.direct_only:
-            raise RegistrationError(f"{line.product} cannot be registered by dealers.")
+        if not line.product.active:
+            raise RegistrationError(f"{line.product} is no longer sold.")
         value = money(line.value) if line.value is not None else money(line.product.list_price * line.quantity)
         if value <= 0:
             raise RegistrationError("Line values must be positive.")
@@ -339,6 +346,8 @@ def _own_customer(organisation: Organisation, data: CustomerData, existing: Cust
         value = value.strip() if isinstance(value, str) else value
         if value or not getattr(customer, name):
             setattr(customer, name, value)
+    for name, value in conflicts.customer_keys(customer).items():
+        setattr(customer, name, value)
     customer.save()
     return customer
 
@@ -380,6 +389,8 @@ def registration_submit(
         )
     if customer is None and existing_customer is None:
         raise RegistrationError("Say who the customer is.")
+    # Before the clock is read: submissions in one country are checked for conflicts one at a time.
+    conflicts.lock_country(existing_customer.country if existing_customer else customer.country)
     now = timezone.now()
     checked = _check_lines(lines)
     _check_close_date(expected_close_date, now)
@@ -412,8 +423,9 @@ def registration_submit(
         from_status="",
         to_status=Status.SUBMITTED,
     )
-    _notify_dealer(registration, "registration_submitted")
-    _notify_reviewer(registration, "registration_to_review", resubmitted=False)
+    detection = conflicts.conflicts_detect(registration)
+    _notify_dealer(registration, "registration_submitted", needs_review=detection.needs_review)
+    _notify_reviewer(registration, "registration_to_review", resubmitted=False, detection=detection)
     return registration
 
 
@@ -515,16 +527,22 @@ def registration_request_info(*, registration: Registration, actor: User, reason
 @transaction.atomic
 def registration_resubmit(*, registration: Registration, actor: User, reason: str = ""):
     registration = _lock(registration, "resubmit", actor)
+    conflicts.lock_country(registration.customer.country)
     now = timezone.now()
     clock = _review_clock(now, ProgrammeSettings.load())
     _transition(registration, "resubmit", actor, now=now, reason=reason, fields=clock)
-    _notify_reviewer(registration, "registration_to_review", resubmitted=True)
+    detection = conflicts.conflicts_detect(registration)
+    _notify_reviewer(registration, "registration_to_review", resubmitted=True, detection=detection)
     return registration
 
 
 @transaction.atomic
 def registration_approve(*, registration: Registration, actor: User, reason: str = "", internal_note: str = ""):
     registration = _lock(registration, "approve", actor)
+    if conflicts.blocking_conflicts(registration).exists():
+        raise RegistrationError(
+            f"{registration.reference} conflicts with another dealer's registration: decide the conflict first."
+        )
     now = timezone.now()
     fields = {**_decision_fields(registration, actor, now), **_protection_fields(registration, now)}
     _transition(registration, "approve", actor, now=now, reason=reason, internal_note=internal_note, fields=fields)
@@ -543,6 +561,20 @@ def registration_reject(*, registration: Registration, actor: User, reason: str,
     return registration
 
 
+def registration_reject_for_conflict(*, registration: Registration, actor: User, internal_note: str, now) -> None:
+    """Reject the later registration of a conflict the earlier one keeps (deals.conflicts). The
+    dealer hears a neutral reason; the caller holds the row lock and has checked its authority."""
+    if registration.status != Status.SUBMITTED:
+        raise RegistrationError(
+            f"{registration.reference} is {registration.get_status_display().lower()}: decide it once the dealer "
+            "has answered, or escalate it."
+        )
+    reason = conflicts.NEUTRAL_REJECTION
+    fields = _decision_fields(registration, actor, now)
+    _transition(registration, "reject", actor, now=now, reason=reason, internal_note=internal_note, fields=fields)
+    _notify_dealer(registration, "registration_decision", reason=reason)
+
+
 @dataclass
 class BulkResult:
     approved: list[str]
@@ -558,6 +590,9 @@ def registrations_bulk_approve(*, registration_ids: list[int], actor: User) -> B
         raise NotAllowed("Some of the selected registrations are not in your review queue. Nothing was approved.")
     result = BulkResult(approved=[], refused={})
     for registration in registrations:
+        if conflicts.is_flagged(registration):
+            result.refused[registration.reference] = "it is flagged; open it and decide it on its own."
+            continue
         try:
             registration_approve(registration=registration, actor=actor)
         except RegistrationError as exc:

@@ -332,11 +332,11 @@ def test_an_existing_own_customer_is_reused(world):
     assert registration.customer == ours
 
 
-def test_a_direct_only_product_line_is_refused(world):
-    product = ProductFactory(line=ProductLineFactory(direct_only=True))
-    with pytest.raises(RegistrationError, match="cannot be registered"):
-        submit(world, lines=[services.LineData(product=product, quantity=2)])
-    assert not Registration.objects.exists()
+def test_a_direct_only_product_line_is_flagged_not_refused(world):
+    product = ProductFactory(line=ProductLineFactory(direct_only=True, name="Industrial"))
+    registration = submit(world, lines=[services.LineData(product=product, quantity=2)])
+    flag = registration.flags.get()
+    assert flag.kind == "direct_only" and "Industrial is sold by the vendor's direct team only" in flag.explanation
 
 
 @pytest.mark.parametrize(
@@ -356,7 +356,7 @@ def test_submit_refuses_incomplete_registrations(world, overrides, message):
 def test_submit_refuses_zero_quantity_and_inactive_products(world):
     with pytest.raises(RegistrationError, match="positive"):
         submit(world, lines=[services.LineData(product=ProductFactory(), quantity=0)])
-    with pytest.raises(RegistrationError, match="cannot be registered"):
+    with pytest.raises(RegistrationError, match="no longer sold"):
         submit(world, lines=[services.LineData(product=ProductFactory(active=False), quantity=1)])
 
 

@@ -76,7 +76,7 @@ def test_dealer_registers_a_deal(world, catalogue):
     page = client.get(reverse("deals:registration_create"))
     assert page.status_code == 200 and b"Register a deal" in page.content
     assert b'data-price="6450.00"' in page.content  # the page can prefill list price x quantity
-    assert b"PLC" not in page.content  # direct-only lines are not offered
+    assert "PLC (IC-1) — direct sales only, needs review" in page.content.decode()  # offered, but flagged
     response = client.post(reverse("deals:registration_create"), form_data(catalogue))
     registration = Registration.objects.get()
     assert response.status_code == 302

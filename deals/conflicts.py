@@ -1,0 +1,409 @@
+"""Channel conflicts: detection at submission, the channel-rule flags, and the decisions.
+
+Detection runs inside the submission's transaction, after a per-country lock, so two
+registrations of one customer submitted at the same moment always see each other: on
+PostgreSQL a transaction-scoped advisory lock serialises the check-and-insert per country
+(a fuzzy match has no single key to lock); SQLite serialises all writes anyway.
+
+Candidates come through indexes: equal VAT, register number or website domain anywhere, or on
+PostgreSQL a trigram-similar normalised name in the same country. deals.matching then decides.
+
+What the dealer learns is only that its registration needs review because of a possible
+overlap: conflict rows, flags and internal notes are for vendor staff; every reason written to
+a dealer-visible place is neutral.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from dealers.models import Organisation, Territory, User
+from deals import matching
+from deals.models import (
+    Conflict,
+    Customer,
+    NamedAccount,
+    NotSameCustomer,
+    ProgrammeSettings,
+    Registration,
+    RegistrationFlag,
+)
+
+Status = Registration.Status
+ACTIVE = (Status.SUBMITTED, Status.INFO_REQUESTED, Status.APPROVED, Status.ESCALATED)
+
+# Said to a dealer whose registration touches another's, or loses a conflict. Nothing more.
+NEUTRAL_REVIEW = "Your registration needs a further review because of a possible overlap. We will let you know."
+NEUTRAL_REJECTION = (
+    "After review, this opportunity cannot be protected for you under the programme's rules. "
+    "Your partner manager can explain what this means for you."
+)
+
+
+# --- keys and locking ------------------------------------------------------------------------------
+
+
+def customer_keys(customer: Customer) -> dict[str, str]:
+    """The matching keys stored on a customer (see Customer.name_key and friends)."""
+    vat = matching.normalize_vat(customer.vat_number, customer.country)
+    digits = matching.company_digits(customer.vat_number, customer.country) or matching.company_digits(
+        customer.company_number, customer.country
+    )
+    number = re.sub(r"[\s.\-/]", "", customer.company_number or "").upper()
+    register = f"{customer.country}:{digits or number}" if (digits or number) else ""
+    return {
+        "name_key": matching.name_key(customer.name)[:200],
+        "vat_key": vat[:24],
+        "register_key": register[:30],
+        "domain_key": matching.normalize_domain(customer.website)[:200],
+    }
+
+
+def lock_country(country: str) -> None:
+    """Serialise conflict checks per country until the transaction ends (PostgreSQL)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"deals.conflicts:{country}"])
+
+
+# --- detection ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Detection:
+    conflicts: list[Conflict] = field(default_factory=list)
+    flags: list[RegistrationFlag] = field(default_factory=list)
+
+    @property
+    def needs_review(self) -> bool:
+        """Anything the dealer should hear about (only as a neutral sentence)."""
+        return any(c.kind == Conflict.Kind.CONFLICT for c in self.conflicts) or any(
+            f.kind != RegistrationFlag.Kind.OWN_DUPLICATE for f in self.flags
+        )
+
+
+def _candidate_customers(customer: Customer):
+    by_key = Q(pk__in=[])
+    for name in ("vat_key", "register_key", "domain_key"):
+        value = getattr(customer, name)
+        if value:
+            by_key |= Q(**{name: value})
+    if connection.vendor == "postgresql" and customer.name_key:
+        by_name = Q(country=customer.country, name_key__trigram_similar=customer.name_key)
+    else:
+        by_name = Q(country=customer.country)  # SQLite: small data; match() below decides
+    active_customers = Registration.objects.filter(status__in=ACTIVE).values("customer_id")
+    return Customer.objects.filter(by_key | by_name).filter(pk__in=active_customers).exclude(pk=customer.pk)
+
+
+def _ruled_apart(customer: Customer) -> set[int]:
+    pairs = NotSameCustomer.objects.filter(Q(customer_low=customer) | Q(customer_high=customer))
+    return {p.customer_high_id if p.customer_low_id == customer.pk else p.customer_low_id for p in pairs}
+
+
+def _lines_of(registration: Registration) -> set[int]:
+    return set(registration.lines.values_list("product__line_id", flat=True))
+
+
+def conflicts_detect(registration: Registration) -> Detection:
+    """Find what the new (or resubmitted) registration touches, and store it. Call inside the
+    submission's transaction, after lock_country(); idempotent for a registration."""
+    customer = registration.customer
+    record = customer.as_match_record()
+    own_lines = _lines_of(registration)
+    apart = _ruled_apart(customer)
+    result = Detection()
+    duplicates = []
+    for candidate in _candidate_customers(customer).exclude(pk__in=apart):
+        found = matching.match(record, candidate.as_match_record())
+        if not found.is_same_customer:
+            continue
+        others = (
+            Registration.objects.filter(customer=candidate, status__in=ACTIVE)
+            .exclude(pk=registration.pk)
+            .prefetch_related("lines__product")
+        )
+        for other in others:
+            if other.organisation_id == registration.organisation_id:
+                duplicates.append(other.reference)
+                continue
+            overlap = own_lines & {line.product.line_id for line in other.lines.all()}
+            conflict, _ = Conflict.objects.update_or_create(
+                registration=registration,
+                other=other,
+                defaults={
+                    "kind": Conflict.Kind.CONFLICT if overlap else Conflict.Kind.RELATED,
+                    "score": Decimal(str(round(found.score, 3))),
+                    "reasons": found.reasons
+                    + ([] if overlap else ["Different product lines: related, not conflicting."]),
+                },
+            )
+            result.conflicts.append(conflict)
+    # the same dealer's own earlier registration of this customer, in the same customer record
+    duplicates += list(
+        Registration.objects.filter(organisation_id=registration.organisation_id, customer=customer, status__in=ACTIVE)
+        .exclude(pk=registration.pk)
+        .values_list("reference", flat=True)
+    )
+    registration.flags.all().delete()
+    flags = _channel_rule_flags(registration, customer)
+    if duplicates:
+        flags.append(
+            RegistrationFlag(
+                registration=registration,
+                kind=RegistrationFlag.Kind.OWN_DUPLICATE,
+                explanation="You registered this customer before: " + ", ".join(sorted(set(duplicates))) + ".",
+            )
+        )
+    result.flags = RegistrationFlag.objects.bulk_create(flags)
+    return result
+
+
+def _postcode_in(postcode: str, territory: Territory) -> bool:
+    if not territory.postcode_from:
+        return True
+    code = re.sub(r"\s", "", postcode).upper()
+    low = territory.postcode_from.replace(" ", "").upper()
+    high = (territory.postcode_to or territory.postcode_from).replace(" ", "").upper()
+    return low <= code[: len(low)] and code[: len(high)] <= high
+
+
+def _channel_rule_flags(registration: Registration, customer: Customer) -> list[RegistrationFlag]:
+    flags: list[RegistrationFlag] = []
+
+    def flag(kind, text):
+        flags.append(RegistrationFlag(registration=registration, kind=kind, explanation=text))
+
+    record = customer.as_match_record()
+    named = (
+        NamedAccount.objects.active()
+        .filter(Q(country=customer.country) | Q(vat_number__gt="") | Q(website__gt=""))
+        .select_related("reserved_for")
+    )
+    for account in named:
+        if account.reserved_for_id == registration.organisation_id:
+            continue
+        found = matching.match(record, account.as_match_record())
+        if found.is_same_customer:
+            holder = account.reserved_for.name if account.reserved_for else "the vendor's direct team"
+            flag(
+                RegistrationFlag.Kind.NAMED_ACCOUNT,
+                f"{account.name} is a named account reserved for {holder} ({'; '.join(found.reasons)}).",
+            )
+    territories = Territory.objects.filter(country=customer.country).select_related("organisation")
+    own = [t for t in territories if t.organisation_id == registration.organisation_id]
+    for territory in territories:
+        if (
+            territory.exclusive
+            and territory.organisation_id != registration.organisation_id
+            and territory.organisation.status != Organisation.Status.TERMINATED
+            and _postcode_in(customer.postcode, territory)
+        ):
+            flag(
+                RegistrationFlag.Kind.TERRITORY,
+                f"Postcode {customer.postcode} lies in the exclusive territory of {territory.organisation.name} "
+                f"({territory}).",
+            )
+    has_territories = Territory.objects.filter(organisation_id=registration.organisation_id).exists()
+    if has_territories and not any(_postcode_in(customer.postcode, t) for t in own):
+        flag(
+            RegistrationFlag.Kind.TERRITORY,
+            f"{customer.postcode} {customer.city} ({customer.country}) lies outside the dealer's own territories.",
+        )
+    threshold = ProgrammeSettings.load().enterprise_value_threshold
+    if registration.expected_value > threshold:
+        flag(
+            RegistrationFlag.Kind.SEGMENT,
+            f"Expected value € {registration.expected_value:,} is above the enterprise threshold of € {threshold:,}: "
+            "enterprise deals are normally the direct team's.",
+        )
+    direct = sorted({line.product.line.name for line in registration.lines.all() if line.product.line.direct_only})
+    if direct:
+        flag(
+            RegistrationFlag.Kind.DIRECT_ONLY,
+            f"{', '.join(direct)} is sold by the vendor's direct team only.",
+        )
+    return flags
+
+
+# --- who decides -----------------------------------------------------------------------------------
+
+
+def blocking_conflicts(registration: Registration):
+    return registration.conflicts.filter(
+        kind=Conflict.Kind.CONFLICT, status__in=(Conflict.Status.OPEN, Conflict.Status.ESCALATED)
+    )
+
+
+def is_flagged(registration: Registration) -> bool:
+    return (
+        blocking_conflicts(registration).exists()
+        or registration.flags.exclude(kind=RegistrationFlag.Kind.OWN_DUPLICATE).exists()
+    )
+
+
+def _check_reviewer(actor: User, registration: Registration) -> None:
+    from deals.services import NotAllowed, is_reviewer_of
+
+    if not is_reviewer_of(actor, registration.organisation_id):
+        raise NotAllowed("Only the partner manager or regional director of the later registration decides this.")
+
+
+def _check_director(actor: User, registration: Registration) -> None:
+    from deals.services import NotAllowed, is_director_of
+
+    if not is_director_of(actor, registration.organisation_id):
+        raise NotAllowed("Only the regional director of the later registration decides an escalated conflict.")
+
+
+# --- decisions -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def conflict_dismiss(*, conflict: Conflict, actor: User, note: str = "") -> Conflict:
+    """Not the same customer: the pair is never flagged again."""
+    from deals.services import RegistrationError
+
+    conflict = Conflict.objects.select_for_update().select_related("registration", "other").get(pk=conflict.pk)
+    _check_reviewer(actor, conflict.registration)
+    if conflict.status not in (Conflict.Status.OPEN,):
+        raise RegistrationError("This conflict has already been decided.")
+    low, high = sorted([conflict.registration.customer_id, conflict.other.customer_id])
+    if low != high:
+        NotSameCustomer.objects.get_or_create(
+            customer_low_id=low, customer_high_id=high, defaults={"decided_by": actor}
+        )
+    now = timezone.now()
+    Conflict.objects.filter(
+        Q(registration__customer_id=low, other__customer_id=high)
+        | Q(registration__customer_id=high, other__customer_id=low),
+        status=Conflict.Status.OPEN,
+    ).update(status=Conflict.Status.DISMISSED, decided_by=actor, decided_at=now, note=note.strip())
+    conflict.refresh_from_db()
+    return conflict
+
+
+@transaction.atomic
+def conflict_award_earliest(*, registration: Registration, actor: User, note: str = "") -> Registration:
+    """The partner manager's decision by the default rule: the earlier registration keeps the
+    customer, so this (later) registration is rejected with a neutral reason. Awarding the later
+    one takes something from another dealer, which is the regional director's call (escalate)."""
+    from deals import services
+
+    registration = services._lock(registration)
+    _check_reviewer(actor, registration)
+    conflicts = list(blocking_conflicts(registration).filter(status=Conflict.Status.OPEN).select_related("other"))
+    if not conflicts:
+        raise services.RegistrationError("There is no open conflict to decide.")
+    earlier = [c for c in conflicts if c.suggested_winner.pk == c.other_id]
+    if len(earlier) != len(conflicts):
+        raise services.RegistrationError(
+            "This registration was submitted first; to take the customer from the other dealer, escalate it."
+        )
+    now = timezone.now()
+    services.registration_reject_for_conflict(registration=registration, actor=actor, internal_note=note, now=now)
+    Conflict.objects.filter(pk__in=[c.pk for c in conflicts]).update(
+        status=Conflict.Status.RESOLVED, decided_by=actor, decided_at=now, note=note.strip(), winner=conflicts[0].other
+    )
+    return registration
+
+
+@transaction.atomic
+def conflict_escalate(*, registration: Registration, actor: User, note: str) -> Registration:
+    from deals import services
+
+    services._require(note, "a note for the regional director")
+    registration = services._lock(registration)
+    _check_reviewer(actor, registration)
+    conflicts = blocking_conflicts(registration).filter(status=Conflict.Status.OPEN)
+    if not conflicts.exists():
+        raise services.RegistrationError("There is no open conflict to escalate.")
+    services.registration_escalate(registration=registration, actor=actor, internal_note=note, reason=NEUTRAL_REVIEW)
+    conflicts.update(status=Conflict.Status.ESCALATED, note=note.strip())
+    return registration
+
+
+@transaction.atomic
+def conflict_decide(
+    *, registration: Registration, winner: Registration, actor: User, customer_chose: bool = False, note: str = ""
+) -> Registration:
+    """The regional director decides an escalated conflict (in the admin): `winner` keeps the
+    customer — the later registration, or one of those it conflicts with. If the later one wins,
+    the others lose: a submission is rejected, a protection is revoked. Every dealer is told in
+    neutral words; every step is in the history."""
+    from deals import services
+
+    registration = services._lock(registration)
+    _check_director(actor, registration)
+    conflicts = list(blocking_conflicts(registration).filter(status=Conflict.Status.ESCALATED).select_related("other"))
+    if not conflicts:
+        raise services.RegistrationError("There is no escalated conflict to decide.")
+    contenders = {registration.pk} | {c.other_id for c in conflicts}
+    if winner.pk not in contenders:
+        raise services.RegistrationError("The winner must be one of the competing registrations.")
+    now = timezone.now()
+    why = "The customer chose." if customer_chose else "Decided by the regional director."
+    internal = f"{why} {note}".strip()
+    if winner.pk == registration.pk:
+        services._transition(
+            registration,
+            "award",
+            actor,
+            now=now,
+            reason="Approved after review.",
+            internal_note=internal,
+            fields={"decided_at": now, "decided_by": actor, **_award_fields(registration, actor, now)},
+        )
+        services._notify_dealer(registration, "registration_decision", reason="Approved after review.")
+        for conflict in conflicts:
+            _take_from(conflict.other, actor, now, internal)
+    else:
+        services._transition(
+            registration,
+            "decline",
+            actor,
+            now=now,
+            reason=NEUTRAL_REJECTION,
+            internal_note=internal,
+            fields={"decided_at": now, "decided_by": actor},
+        )
+        services._notify_dealer(registration, "registration_decision", reason=NEUTRAL_REJECTION)
+    Conflict.objects.filter(pk__in=[c.pk for c in conflicts]).update(
+        status=Conflict.Status.RESOLVED,
+        decided_by=actor,
+        decided_at=now,
+        winner=winner,
+        customer_chose=customer_chose,
+        note=note.strip(),
+    )
+    return registration
+
+
+def _award_fields(registration: Registration, actor: User, now) -> dict:
+    from deals import services
+
+    if registration.protected_until is None:
+        return {**services._decision_fields(registration, actor, now), **services._protection_fields(registration, now)}
+    return {}
+
+
+def _take_from(other: Registration, actor: User, now, internal: str) -> None:
+    """The losing side of a conflict the later registration won."""
+    from deals import services
+
+    other = services._lock(other)
+    if other.status not in ACTIVE:
+        return  # withdrawn, won or otherwise closed meanwhile: nothing to take
+    step = {"now": now, "internal_note": internal, "authorised_by_conflict": True}
+    if other.status != Status.ESCALATED:  # the ladder: an open registration goes through escalated
+        services._transition(other, "escalate", actor, reason=NEUTRAL_REVIEW, **step)
+    action = "revoke" if other.protected_until else "decline"
+    fields = {"decided_at": now, "decided_by": actor}
+    services._transition(other, action, actor, reason=NEUTRAL_REJECTION, fields=fields, **step)
+    services._notify_dealer(other, "registration_decision", reason=NEUTRAL_REJECTION)
