@@ -19,6 +19,7 @@ class StaffRole(models.TextChoices):
     PARTNER_MANAGER = "Partner manager"
     REGIONAL_DIRECTOR = "Regional director"
     CHANNEL_ADMIN = "Channel admin"
+    DIRECT_SALES = "Direct sales"
 
 
 class UserManager(DjangoUserManager):
@@ -98,6 +99,11 @@ class User(AbstractUser):
     @property
     def is_regional_director(self) -> bool:
         return StaffRole.REGIONAL_DIRECTOR in self.staff_roles
+
+    @property
+    def is_direct_sales(self) -> bool:
+        """The vendor's own sales team: never registers, looks customers up, works named accounts."""
+        return StaffRole.DIRECT_SALES in self.staff_roles
 
     @cached_property
     def membership(self) -> Membership | None:

@@ -26,6 +26,9 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
             "customer": ["view"],
             "registration": ["view"],
             "extensionrequest": ["view"],
+            "namedaccount": ["add", "change", "view", "delete"],
+            "protectionlookup": ["view"],
+            "conflict": ["change", "view"],
         },
         "prm": {"outboxemail": ["view"]},
     },
@@ -45,6 +48,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
             "customer": ["view"],
             "registration": ["view"],
             "extensionrequest": ["view"],
+            "conflict": ["change", "view"],
         },
     },
     "Partner manager": {
@@ -63,7 +67,12 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
             "customer": ["view"],
             "registration": ["view"],
             "extensionrequest": ["view"],
+            "conflict": ["view"],
         },
+    },
+    # The direct team sees no dealers; in the admin it reads the named accounts it works.
+    "Direct sales": {
+        "deals": {"namedaccount": ["view"]},
     },
 }
 

@@ -63,6 +63,9 @@ def home(request):
             else None,
             "directed_regions": user.directed_regions.all(),
             "queue": registration_selectors.queue_summary(user),
+            # the direct team has no dealers and no queue: the lookup is its page
+            "lookup_only": user.is_direct_sales
+            and not (user.is_partner_manager or user.is_regional_director or user.is_channel_admin),
         }
         return render(request, "dealers/home_staff.html", context)
     membership = user.membership

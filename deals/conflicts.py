@@ -66,7 +66,9 @@ def customer_keys(customer: Customer) -> dict[str, str]:
 
 
 def lock_country(country: str) -> None:
-    """Serialise conflict checks per country until the transaction ends (PostgreSQL)."""
+    """Serialise conflict checks per country until the transaction ends (PostgreSQL). (Today the
+    reference counter's row lock serialises all submissions too; this lock keeps the guarantee
+    when numbering changes.)"""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"deals.conflicts:{country}"])
@@ -262,6 +264,62 @@ def _check_director(actor: User, registration: Registration) -> None:
         raise NotAllowed("Only the regional director of the later registration decides an escalated conflict.")
 
 
+# --- what people see -------------------------------------------------------------------------------
+
+
+def dealer_notice(registration: Registration) -> dict:
+    """What the dealer may learn: that review is needed because of a possible overlap (nothing
+    about whom or what), and its own earlier registrations of the same customer."""
+    open_status = registration.status in (Status.SUBMITTED, Status.INFO_REQUESTED, Status.ESCALATED)
+    flagged = open_status and is_flagged(registration)
+    own = registration.flags.filter(kind=RegistrationFlag.Kind.OWN_DUPLICATE).values_list("explanation", flat=True)
+    return {"needs_review": flagged, "message": NEUTRAL_REVIEW if flagged else "", "own_duplicates": list(own)}
+
+
+@dataclass
+class SideBySide:
+    conflict: Conflict
+    this: Registration
+    other: Registration
+    suggested: Registration
+
+
+def side_by_side(registration: Registration) -> list[SideBySide]:
+    """For vendor staff: each conflict or related registration, both sides, newest decisions last.
+    Includes conflicts where this registration is the earlier side."""
+    rows = []
+    related = Conflict.objects.filter(Q(registration=registration) | Q(other=registration)).select_related(
+        "registration__organisation", "registration__customer", "other__organisation", "other__customer"
+    )
+    for conflict in related.order_by("status", "-score"):
+        mine_later = conflict.registration_id == registration.pk
+        other = conflict.other if mine_later else conflict.registration
+        rows.append(
+            SideBySide(
+                conflict=conflict,
+                this=registration,
+                other=other,
+                suggested=conflict.suggested_winner,
+            )
+        )
+    return rows
+
+
+def annotate_flagged(queryset):
+    """Mark each registration of a list as flagged (in the same query: no query per row)."""
+    from django.db.models import Exists, OuterRef
+
+    blocking = Conflict.objects.filter(
+        registration=OuterRef("pk"),
+        kind=Conflict.Kind.CONFLICT,
+        status__in=(Conflict.Status.OPEN, Conflict.Status.ESCALATED),
+    )
+    flagged = RegistrationFlag.objects.filter(registration=OuterRef("pk")).exclude(
+        kind=RegistrationFlag.Kind.OWN_DUPLICATE
+    )
+    return queryset.annotate(has_conflict=Exists(blocking), has_flag=Exists(flagged))
+
+
 # --- decisions -----------------------------------------------------------------------------------
 
 
@@ -347,6 +405,11 @@ def conflict_decide(
     contenders = {registration.pk} | {c.other_id for c in conflicts}
     if winner.pk not in contenders:
         raise services.RegistrationError("The winner must be one of the competing registrations.")
+    winner = registration if winner.pk == registration.pk else services._lock(winner)
+    if winner.status not in ACTIVE:
+        raise services.RegistrationError(
+            f"{winner.reference} is {winner.get_status_display().lower()}; it can no longer keep the customer."
+        )
     now = timezone.now()
     why = "The customer chose." if customer_chose else "Decided by the regional director."
     internal = f"{why} {note}".strip()

@@ -122,6 +122,60 @@ PLAN = [
 ]
 
 
+# Conflicts for the demo: (dealer admin email, customer as they typed it, sku, then what the reviewer did)
+CONFLICTS = [
+    # a live conflict: Van der Berg registered Bakkerij Jansen B.V. (heat pumps) first
+    (
+        "henk.jansen@jansenklimaat.example",
+        ("bakkerij jansen bv", "Utrecht", "3511 AB", "NL", "M. Jansen"),
+        "HP-AW14",
+        "open",
+    ),
+    # a related registration: same customer, another product line
+    (
+        "kees.meijer@meijerfacility.example",
+        ("Bakkerij Jansen", "Utrecht", "3511AB", "NL", "Marleen Jansen"),
+        "PV-410",
+        "open",
+    ),
+    # an escalation waiting for the regional director in the admin
+    (
+        "kees.meijer@meijerfacility.example",
+        ("Hotel de Bilt BV", "De Bilt", "3731 AA", "NL", "R. Schouten"),
+        "CL-CAS25",
+        "escalate",
+    ),
+]
+
+
+def seed_conflicts() -> int:
+    from deals import conflicts
+
+    created = 0
+    today = timezone.localdate()
+    for email, (name, city, postcode, country, contact), sku, then in CONFLICTS:
+        dealer = Membership.objects.select_related("organisation").get(user__email=email)
+        if Registration.objects.filter(organisation=dealer.organisation, customer__name=name).exists():
+            continue
+        registration = services.registration_submit(
+            actor=dealer.user,
+            customer=services.CustomerData(name=name, city=city, postcode=postcode, country=country),
+            contact_name=contact,
+            contact_email="inkoop@" + name.split()[0].lower() + ".example",
+            lines=[services.LineData(product=Product.objects.get(sku=sku), quantity=4)],
+            expected_close_date=today + timedelta(days=60),
+            decision_stage="mid",
+        )
+        created += 1
+        if then == "escalate":
+            conflicts.conflict_escalate(
+                registration=registration,
+                actor=dealer.organisation.account_manager,
+                note="Both dealers visited the hotel; the customer says it prefers Meijer's maintenance offer.",
+            )
+    return created
+
+
 def seed_catalogue() -> int:
     created = 0
     ProgrammeSettings.load()

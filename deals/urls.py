@@ -1,6 +1,7 @@
 from django.urls import path
 
 from deals import views
+from deals.lookup_views import protection_lookup
 
 app_name = "deals"
 
@@ -20,7 +21,9 @@ urlpatterns = [
         views.registration_review_action,
         name="registration_review_action",
     ),
+    path("registrations/<int:pk>/conflict/<slug:action>/", views.conflict_action, name="conflict_action"),
     path("extensions/<int:pk>/<slug:decision>/", views.extension_decide, name="extension_decide"),
     path("review/", views.review_queue, name="review_queue"),
     path("review/approve/", views.review_bulk_approve, name="review_bulk_approve"),
+    path("lookup/", protection_lookup, name="protection_lookup"),
 ]

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from dealers.views import staff_required
-from deals import services
+from deals import conflicts, services
 from deals.filters import RegistrationFilter, ReviewQueueFilter
 from deals.forms import (
     CustomerForm,
@@ -20,7 +20,7 @@ from deals.forms import (
     RegistrationUpdateForm,
     WonForm,
 )
-from deals.models import ExtensionRequest, ProgrammeSettings, Registration
+from deals.models import Conflict, ExtensionRequest, ProgrammeSettings, Registration
 
 PAGE_SIZE = 25
 
@@ -95,7 +95,7 @@ def registration_list(request):
 
 @staff_required
 def review_queue(request):
-    queryset = (
+    queryset = conflicts.annotate_flagged(
         Registration.objects.review_queue_for(request.user)
         .select_related("customer", "organisation")
         .order_by("review_due_at", "pk")
@@ -283,8 +283,13 @@ def registration_detail(request, pk):
             lost_form=LostForm(),
             max_extensions=programme.max_extensions,
         )
+    if is_dealer:
+        context.update(dealer_notice=conflicts.dealer_notice(registration))
     if staff:
         context.update(
+            conflict_rows=conflicts.side_by_side(registration),
+            has_blocking_conflict=conflicts.blocking_conflicts(registration).exists(),
+            flags=registration.flags.all(),
             reason_form=ReasonForm(),
             can_review=services.is_reviewer_of(user, registration.organisation_id),
             can_direct=services.is_director_of(user, registration.organisation_id),
@@ -485,3 +490,35 @@ def extension_decide(request, pk, decision):
     return _run(
         request, registration, call, "Extension of {ref}: " + ("approved." if decision == "approve" else "declined.")
     )
+
+
+CONFLICT_ACTIONS = {
+    "earliest": (
+        lambda r, user, note: conflicts.conflict_award_earliest(registration=r, actor=user, note=note),
+        "{ref} is rejected: the earlier registration keeps the customer.",
+    ),
+    "escalate": (
+        lambda r, user, note: conflicts.conflict_escalate(registration=r, actor=user, note=note),
+        "{ref} is escalated to the regional director, who decides in the admin.",
+    ),
+}
+
+
+@staff_required
+@require_POST
+def conflict_action(request, pk, action):
+    """The reviewer's decisions on a conflict, from the later registration's page."""
+    registration = _registration_for(request, pk)
+    note = request.POST.get("note", "")
+    if action == "dismiss":
+        conflict = get_object_or_404(Conflict, pk=request.POST.get("conflict") or 0, registration=registration)
+        return _run(
+            request,
+            registration,
+            lambda: conflicts.conflict_dismiss(conflict=conflict, actor=request.user, note=note),
+            "Marked as not the same customer: this pair will not be flagged again.",
+        )
+    if action not in CONFLICT_ACTIONS:
+        raise Http404("Not found")
+    call, success = CONFLICT_ACTIONS[action]
+    return _run(request, registration, lambda: call(registration, request.user, note), success)

@@ -236,6 +236,8 @@ class Command(BaseCommand):
             created = self._seed() + demo.seed_catalogue()
         with transaction.atomic():
             created += demo.seed_registrations()
+        with transaction.atomic():
+            created += demo.seed_conflicts()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready ({created} new objects). Password for every demo log-in: {DEMO_PASSWORD}"
