@@ -162,3 +162,6 @@ class ExtensionRequestAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+from deals import admin_conflicts, admin_lookup  # noqa: E402,F401

@@ -234,6 +234,32 @@ def _channel_rule_flags(registration: Registration, customer: Customer) -> list[
     return flags
 
 
+# --- closing -------------------------------------------------------------------------------------
+
+
+def conflicts_close_for(registration: Registration, *, now) -> int:
+    """A registration that closed (withdrawn, rejected, won, lost, expired, revoked) no longer
+    competes: its undecided conflicts end, so the other side is not blocked by it any more. An
+    escalated conflict whose earlier side closed stays with the regional director, who still has
+    to decide the escalated later registration (and can now simply award it)."""
+    return Conflict.objects.filter(_closing(Q(registration=registration), Q(other=registration))).update(
+        status=Conflict.Status.RESOLVED, decided_at=now, note=f"{registration.reference} closed."
+    )
+
+
+def _closing(as_later: Q, as_other: Q) -> Q:
+    undecided = Q(status__in=(Conflict.Status.OPEN, Conflict.Status.ESCALATED))
+    return undecided & (as_later | (as_other & Q(status=Conflict.Status.OPEN)))
+
+
+def conflicts_close_for_status(status: str) -> int:
+    """The same for a bulk transition (the nightly expiry): one statement."""
+    closed = Registration.objects.filter(status=status).values("pk")
+    return Conflict.objects.filter(_closing(Q(registration__in=closed), Q(other__in=closed))).update(
+        status=Conflict.Status.RESOLVED, decided_at=timezone.now(), note="Closed by the nightly expiry."
+    )
+
+
 # --- who decides -----------------------------------------------------------------------------------
 
 

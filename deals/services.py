@@ -188,6 +188,8 @@ def _transition(
             registration.extension_requests.filter(status=ExtensionRequest.Status.PENDING).update(
                 status=ExtensionRequest.Status.CANCELLED, decided_at=now, decision_reason="The protection ended."
             )
+        if move.target not in OPEN:  # a closed registration no longer competes for its customer
+            conflicts.conflicts_close_for(registration, now=now)
     for name, value in (fields or {}).items():
         setattr(registration, name, value)
         changed.append(name)
@@ -804,6 +806,8 @@ def protections_expire(*, today: date | None = None, batch_size: int = 20_000) -
                         ],
                     )
         expired += count
+    if expired:
+        conflicts.conflicts_close_for_status(Status.EXPIRED)
     return expired
 
 

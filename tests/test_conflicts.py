@@ -11,8 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from deals import conflicts, services
-from deals.models import Conflict, NamedAccount, ProgrammeSettings, Registration, RegistrationFlag
-from prm.models import OutboxEmail
+from deals.models import Conflict, NamedAccount, ProgrammeSettings, Registration
 from tests import factories
 from tests.conftest import client_for
 from tests.deal_factories import ProductFactory, ProductLineFactory, approved, customer_data, submit
@@ -320,3 +319,32 @@ def test_twenty_simultaneous_submissions_of_one_customer_all_see_each_other(worl
     pairs = {frozenset((c.registration_id, c.other_id)) for c in Conflict.objects.all()}
     assert len(pairs) == 20 * 19 // 2  # every pair linked once
     assert Conflict.objects.count() == 190
+
+
+def test_a_closed_registration_no_longer_blocks_the_other(world, pumps):
+    first = register(world.other_admin, pumps)
+    later = register(world.own_user, pumps)
+    services.registration_withdraw(registration=first, actor=world.other_admin)
+    assert Conflict.objects.get().status == "resolved"
+    services.registration_approve(registration=later, actor=world.pm_a)
+
+
+def test_an_escalated_later_registration_withdrawn_closes_its_conflict(world, pumps):
+    register(world.other_admin, pumps)
+    later = register(world.own_user, pumps)
+    conflicts.conflict_escalate(registration=later, actor=world.pm_a, note="check")
+    services.registration_withdraw(registration=later, actor=world.own_user)
+    assert Conflict.objects.get().status == "resolved"
+
+
+def test_nightly_expiry_closes_the_conflicts_of_what_it_expired(world, pumps):
+    first = approved(
+        world.other_admin,
+        lines=[services.LineData(product=pumps, quantity=1)],
+        customer=customer_data(name="Bakkerij Jansen B.V."),
+    )
+    later = register(world.own_user, pumps)
+    Registration.objects.filter(pk=first.pk).update(protected_until=timezone.localdate() - timedelta(days=1))
+    assert services.protections_expire() == 1
+    assert Conflict.objects.get().status == "resolved"
+    assert not conflicts.is_flagged(later)

@@ -23,7 +23,7 @@ EXAMPLE_FILE = Path(__file__).resolve().parents[1] / "docs" / "dealer-import-exa
 # Transactional: the import's own transaction is the outermost one, so its commit (and the
 # on_commit hooks that send the emails) and its rollback are real, not simulated. Serialized
 # rollback brings back the staff groups that the flush after the test would wipe out.
-really_commits = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+really_commits = pytest.mark.django_db(transaction=True)
 
 
 def dealer_row(**overrides) -> dict:

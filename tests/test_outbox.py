@@ -131,7 +131,7 @@ def test_broker_down_the_change_still_commits_and_flush_sends_later(
     assert len(mail.outbox) == 2
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps migration data for later tests
+@pytest.mark.django_db(transaction=True)  # staff groups come back after the flush (dealers.roles, post_migrate)
 def test_broker_down_with_a_real_commit(world, monkeypatch):
     """The same, with no test transaction around it: the service's own commit runs the kick."""
 
@@ -148,7 +148,7 @@ def test_broker_down_with_a_real_commit(world, monkeypatch):
     assert sent_to() == expected_recipients(world)
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps migration data for later tests
+@pytest.mark.django_db(transaction=True)  # staff groups come back after the flush (dealers.roles, post_migrate)
 def test_real_commit_sends_through_the_task(world):
     submit(world)
     assert sent_to() == expected_recipients(world)

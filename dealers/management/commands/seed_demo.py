@@ -24,6 +24,7 @@ STAFF = [
     ("jeroen.visser@vendor.example", "Jeroen", "Visser", [StaffRole.PARTNER_MANAGER], "nl"),
     ("femke.mulder@vendor.example", "Femke", "Mulder", [StaffRole.PARTNER_MANAGER], "nl"),
     ("thomas.peeters@vendor.example", "Thomas", "Peeters", [StaffRole.PARTNER_MANAGER], "be-lu"),
+    ("lars.dekker@vendor.example", "Lars", "Dekker", [StaffRole.DIRECT_SALES], "nl"),
 ]
 
 REGIONS = [
