@@ -138,6 +138,13 @@ class OrganisationAdmin(ScopedAdminMixin, ImportMixin, admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:dealers_organisation_import"))
         return super().process_result(result, request)
 
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if not request.user.is_channel_admin:
+            # Who looks after a dealer, and where it sits, is the channel admin's call.
+            fields += ["partner_manager", "region", "kind", "distributors"]
+        return fields
+
     def save_model(self, request, obj, form, change):
         old_manager = None
         if change and "partner_manager" in form.changed_data:

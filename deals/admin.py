@@ -117,7 +117,7 @@ class EventInline(admin.TabularInline):
 
 
 @admin.register(Registration)
-class RegistrationAdmin(ScopedByOrganisation, admin.ModelAdmin):
+class RegistrationAdmin(admin.ModelAdmin):
     """Read-only here: every change goes through the portal's services (and their history)."""
 
     list_display = [
@@ -135,6 +135,9 @@ class RegistrationAdmin(ScopedByOrganisation, admin.ModelAdmin):
     list_select_related = ["organisation", "customer"]
     date_hierarchy = "first_submitted_at"
     inlines = [LineInline, EventInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).of_dealers_visible_to(request.user)
 
     def get_readonly_fields(self, request, obj=None):
         return [f.name for f in Registration._meta.fields]

@@ -1,5 +1,6 @@
 import re
 from datetime import date
+from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -150,7 +151,7 @@ class LineForm(forms.Form):
     value = forms.DecimalField(
         max_digits=14,
         decimal_places=2,
-        min_value=0.01,
+        min_value=Decimal("0.01"),
         required=False,
         label="Value (EUR)",
         help_text="Leave empty for list price × quantity.",
@@ -218,7 +219,7 @@ class ReasonForm(forms.Form):
 
 
 class WonForm(forms.Form):
-    won_value = forms.DecimalField(max_digits=14, decimal_places=2, min_value=0.01, label="Won value (EUR)")
+    won_value = forms.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"), label="Won value (EUR)")
     won_date = forms.DateField(widget=DateInput(), label="Date won")
 
 

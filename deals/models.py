@@ -190,10 +190,17 @@ class RegistrationQuerySet(models.QuerySet):
         own = Q(organisation__in=Organisation.objects.visible_to(user))
         if not (user.is_authenticated and user.is_vendor_staff):
             return self.filter(own)
-        through_conflicts = Conflict.objects.filter(
-            registration__organisation__in=Organisation.objects.visible_to(user)
-        ).values("other_id")
+        through_conflicts = (
+            Conflict.objects.filter(registration__organisation__in=Organisation.objects.visible_to(user))
+            .exclude(status=Conflict.Status.DISMISSED)
+            .values("other_id")
+        )
         return self.filter(own | Q(pk__in=through_conflicts))
+
+    def of_dealers_visible_to(self, user) -> RegistrationQuerySet:
+        """For lists: only the registrations of the dealers the user looks after (a registration seen
+        through a conflict is opened from that conflict, not listed)."""
+        return self.filter(organisation__in=Organisation.objects.visible_to(user))
 
     def open(self) -> RegistrationQuerySet:
         return self.filter(status__in=Registration.OPEN_STATUSES)

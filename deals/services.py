@@ -114,16 +114,23 @@ def is_director_of(user: User | None, organisation_id: int) -> bool:
     )
 
 
+def may_act_for_dealer(user: User | None, registration: Registration) -> bool:
+    """A dealer user acts on the registrations they registered; a dealer admin on all of the dealer's."""
+    if not is_dealer_of(user, registration.organisation_id):
+        return False
+    return user.is_dealer_admin or registration.registered_by_id == user.pk
+
+
 def _check_party(party: Party, actor: User | None, registration: Registration) -> None:
     allowed = {
-        Party.DEALER: lambda: is_dealer_of(actor, registration.organisation_id),
+        Party.DEALER: lambda: may_act_for_dealer(actor, registration),
         Party.REVIEWER: lambda: is_reviewer_of(actor, registration.organisation_id),
         Party.DIRECTOR: lambda: is_director_of(actor, registration.organisation_id),
         Party.SYSTEM: lambda: actor is None,
     }[party]()
     if not allowed:
         who = {
-            Party.DEALER: "the registering dealer",
+            Party.DEALER: "the person who registered it, or a dealer admin,",
             Party.REVIEWER: "the dealer's partner manager or regional director",
             Party.DIRECTOR: "the regional director",
             Party.SYSTEM: "the portal itself",
@@ -303,11 +310,18 @@ class LineData:
 
 
 def open_registration_cap(organisation: Organisation) -> int:
-    return ProgrammeSettings.load().default_open_registration_cap
+    """The cap follows the dealer's tier (the programme default only if no tier exists at all)."""
+    from tiers.selectors import tier_for
+
+    tier = tier_for(organisation)
+    return tier.open_registration_cap if tier else ProgrammeSettings.load().default_open_registration_cap
 
 
 def open_registration_count(organisation: Organisation) -> int:
     return Registration.objects.filter(organisation=organisation).open().count()
+
+
+MAX_VALUE = Decimal("1000000000")  # per line and per registration: far above any real deal, far below the column
 
 
 def _check_lines(lines: list[LineData]) -> list[LineData]:
@@ -322,7 +336,11 @@ def _check_lines(lines: list[LineData]) -> list[LineData]:
         value = money(line.value) if line.value is not None else money(line.product.list_price * line.quantity)
         if value <= 0:
             raise RegistrationError("Line values must be positive.")
+        if value >= MAX_VALUE:
+            raise RegistrationError(f"A line of € {value:,} is more than the portal can hold; check the quantity.")
         checked.append(LineData(product=line.product, quantity=line.quantity, value=value))
+    if sum(line.value for line in checked) >= MAX_VALUE:
+        raise RegistrationError("The expected value is more than the portal can hold; check the quantities.")
     return checked
 
 
@@ -472,6 +490,10 @@ def registration_update(
         registration.expected_value = sum((line.value for line in checked), Decimal("0.00"))
         changed.append("expected_value")
     registration.save(update_fields=changed)
+    if lines is not None and registration.status in (Status.SUBMITTED, Status.INFO_REQUESTED):
+        # Other product lines, or a bigger deal, may touch other dealers and channel rules.
+        conflicts.lock_country(registration.customer.country)
+        conflicts.conflicts_detect(registration)
     RegistrationEvent.objects.create(
         registration=registration,
         actor=actor,
@@ -503,6 +525,14 @@ def _decision_fields(registration: Registration, actor: User, now: datetime) -> 
     }
 
 
+def _margin_for(organisation: Organisation, programme: ProgrammeSettings) -> Decimal:
+    """Fixed at approval: the tier's base margin plus its extra on registered deals."""
+    from tiers.selectors import tier_for
+
+    tier = tier_for(organisation)
+    return tier.registered_margin_percent if tier else programme.registered_margin_percent
+
+
 def _protection_fields(registration: Registration, now: datetime) -> dict:
     """The longest protection of the registration's product lines (a line without its own
     protection days has the programme's default); the margin is fixed now."""
@@ -511,7 +541,7 @@ def _protection_fields(registration: Registration, now: datetime) -> dict:
     days = max(line.product.line.protection_days or programme.default_protection_days for line in lines)
     return {
         "protected_until": timezone.localtime(now).date() + timedelta(days=days),
-        "margin_percent": programme.registered_margin_percent,
+        "margin_percent": _margin_for(registration.organisation, programme),
         "expiry_warnings_sent": 0,
     }
 
@@ -625,6 +655,11 @@ def registration_escalation_decide(
     registration = _lock(registration)
     action = "award" if award else ("revoke" if registration.protected_until else "decline")
     _check_move(registration, action, actor)
+    if conflicts.blocking_conflicts(registration).exists():
+        raise RegistrationError(
+            f"{registration.reference} is escalated over a conflict with another dealer: decide it in the admin's "
+            "escalations, where both registrations are weighed together."
+        )
     _require(reason, "the reason the dealer will see")
     now = timezone.now()
     fields = {"decided_at": now, "decided_by": actor}
@@ -808,6 +843,11 @@ def protections_expire(*, today: date | None = None, batch_size: int = 20_000) -
         expired += count
     if expired:
         conflicts.conflicts_close_for_status(Status.EXPIRED)
+        ExtensionRequest.objects.filter(
+            status=ExtensionRequest.Status.PENDING, registration__status=Status.EXPIRED
+        ).update(
+            status=ExtensionRequest.Status.CANCELLED, decided_at=timezone.now(), decision_reason="The protection ended."
+        )
     return expired
 
 
@@ -885,7 +925,10 @@ def stale_registrations_flag(*, now: datetime | None = None) -> int:
     flagged = 0
     for pk in list(candidates):
         with transaction.atomic():
-            if _claim(Registration.objects.filter(pk=pk, stale_flagged_at__isnull=True), stale_flagged_at=now):
+            claim = Registration.objects.filter(
+                pk=pk, status=Status.APPROVED, stale_flagged_at__isnull=True, last_activity_at__lt=cutoff
+            )
+            if _claim(claim, stale_flagged_at=now):
                 registration = Registration.objects.select_related("registered_by").get(pk=pk)
                 _notify_dealer(registration, "registration_stale", days=programme.stale_after_days)
                 flagged += 1

@@ -79,7 +79,7 @@ def registration_list(request):
     if not user.is_vendor_staff:
         _dealer_only(request)
     queryset = (
-        Registration.objects.visible_to(user)
+        Registration.objects.of_dealers_visible_to(user)
         .select_related("customer", "organisation")
         .order_by("-first_submitted_at", "-pk")
     )
@@ -116,9 +116,9 @@ def review_queue(request):
 @staff_required
 @require_POST
 def review_bulk_approve(request):
-    try:
-        ids = [int(value) for value in request.POST.getlist("registration")]
-    except ValueError:
+    values = request.POST.getlist("registration")
+    ids = [int(v) for v in values if v.isdigit() and len(v) < 18] if values else None
+    if values and len(ids) != len(values):
         ids = None
     if not ids:
         messages.error(request, "Select the registrations to approve first.")
@@ -293,7 +293,9 @@ def registration_detail(request, pk):
             reason_form=ReasonForm(),
             can_review=services.is_reviewer_of(user, registration.organisation_id),
             can_direct=services.is_director_of(user, registration.organisation_id),
-            history=_dealer_history(registration),
+            history=_dealer_history(registration)
+            if services.is_reviewer_of(user, registration.organisation_id)
+            else None,
         )
     return render(request, "deals/registration_detail.html", context)
 
@@ -511,7 +513,10 @@ def conflict_action(request, pk, action):
     registration = _registration_for(request, pk)
     note = request.POST.get("note", "")
     if action == "dismiss":
-        conflict = get_object_or_404(Conflict, pk=request.POST.get("conflict") or 0, registration=registration)
+        raw = request.POST.get("conflict", "")
+        conflict = get_object_or_404(
+            Conflict, pk=int(raw) if raw.isdigit() and len(raw) < 18 else 0, registration=registration
+        )
         return _run(
             request,
             registration,

@@ -4,6 +4,7 @@ Each check answers within a few seconds: a load balancer polling /healthz must g
 not a hung request, when Redis or PostgreSQL stops answering.
 """
 
+import logging
 import threading
 
 from django.db import connection
@@ -15,6 +16,14 @@ from prm.celery import app as celery_app
 BROKER_SOCKET_TIMEOUT = 1.0
 BROKER_DEADLINE = 3.0
 
+log = logging.getLogger(__name__)
+
+
+def _failed(what: str, exc: Exception) -> tuple[bool, str]:
+    """/healthz is public: the details (hosts, user names) go to the log, not the response."""
+    log.warning("healthz: %s check failed: %s: %s", what, type(exc).__name__, exc)
+    return False, f"unreachable ({type(exc).__name__})"
+
 
 def database_ok() -> tuple[bool, str]:
     try:
@@ -22,7 +31,7 @@ def database_ok() -> tuple[bool, str]:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:  # any driver error means "not reachable"
-        return False, f"{type(exc).__name__}: {exc}"
+        return _failed("database", exc)
     return True, "ok"
 
 
@@ -45,7 +54,7 @@ def broker_ok() -> tuple[bool, str]:
         try:
             _open_broker_channel()
         except Exception as exc:
-            outcome.append((False, f"{type(exc).__name__}: {exc}"))
+            outcome.append(_failed("broker", exc))
         else:
             outcome.append((True, "ok"))
 

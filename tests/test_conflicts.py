@@ -348,3 +348,46 @@ def test_nightly_expiry_closes_the_conflicts_of_what_it_expired(world, pumps):
     assert services.protections_expire() == 1
     assert Conflict.objects.get().status == "resolved"
     assert not conflicts.is_flagged(later)
+
+
+def test_director_cannot_bypass_the_escalation_desk_in_the_portal(world, pumps):
+    register(world.own_user, pumps)
+    later = register(world.other_admin, pumps)
+    conflicts.conflict_escalate(registration=later, actor=world.pm_b, note="check")
+    with pytest.raises(services.RegistrationError, match="decide it in the admin"):
+        services.registration_escalation_decide(registration=later, actor=world.rd_south, award=True, reason="x")
+    page = client_for(world.rd_south).get(reverse("deals:registration_detail", args=[later.pk])).content.decode()
+    assert "Award (approve and protect)" not in page
+
+
+def test_changing_lines_before_review_runs_the_conflict_check_again(world, pumps, solar):
+    register(world.other_admin, pumps)
+    mine = register(world.own_user, solar)  # other product line: only related
+    assert Conflict.objects.get().kind == "related"
+    services.registration_update(
+        registration=mine,
+        actor=world.own_user,
+        expected_close_date=mine.expected_close_date,
+        decision_stage="",
+        next_steps="",
+        competitors="",
+        lines=[services.LineData(product=pumps, quantity=1)],
+    )
+    assert Conflict.objects.get().kind == "conflict"
+    assert conflicts.is_flagged(mine)
+
+
+def test_seen_through_a_conflict_shows_no_programme_record_and_is_not_listed(world, pumps):
+    first = register(world.own_user, pumps)
+    register(world.other_admin, pumps)
+    page = client_for(world.pm_b).get(reverse("deals:registration_detail", args=[first.pk])).content.decode()
+    assert "in the programme" not in page
+    listing = client_for(world.pm_b).get(reverse("deals:registration_list")).content.decode()
+    assert first.reference not in listing
+
+
+def test_dismissed_pair_ends_the_read_only_access(world, pumps):
+    first = register(world.own_user, pumps)
+    register(world.other_admin, pumps)
+    conflicts.conflict_dismiss(conflict=Conflict.objects.get(), actor=world.pm_b)
+    assert first not in Registration.objects.visible_to(world.pm_b)

@@ -372,3 +372,11 @@ def test_admin_organisations_are_scoped_for_partner_managers(world):
 def test_admin_memberships_scoped(world):
     page = client_for(world.pm_b).get("/admin/dealers/membership/").content.decode()
     assert str(world.other_admin) in page and str(world.own_admin) not in page
+
+
+def test_partner_manager_cannot_reassign_dealers_in_the_admin(world):
+    client = client_for(world.pm_a)
+    page = client.get(f"/admin/dealers/organisation/{world.own.pk}/change/").content.decode()
+    assert 'name="partner_manager"' not in page and 'name="region"' not in page
+    admin_page = client_for(world.channel_admin).get(f"/admin/dealers/organisation/{world.own.pk}/change/")
+    assert b'name="partner_manager"' in admin_page.content

@@ -305,8 +305,18 @@ def test_configured_sla_hours_apply(world):
     assert registration.review_remind_at == at(2026, 11, 23, 17, 0)
 
 
+def lowest_tier(**fields):
+    from tiers.selectors import lowest_tier as lowest
+
+    tier = lowest()
+    for name, value in fields.items():
+        setattr(tier, name, value)
+    tier.save()
+    return tier
+
+
 def test_open_registration_cap_refuses_the_next_submit(world):
-    set_programme(default_open_registration_cap=2)
+    lowest_tier(open_registration_cap=2)  # the cap follows the tier; never-evaluated dealers are in the lowest
     first = submit(world)
     submit(world.own_admin)
     make_registration(world.own, world.own_user, Status.WON)  # closed ones do not count
@@ -423,7 +433,7 @@ def test_reject_keeps_the_internal_note_apart_from_the_reason(world):
 
 
 def test_approve_fixes_protection_margin_and_review_time(world):
-    set_programme(base_margin_percent=Decimal("12.00"), registered_extra_margin_percent=Decimal("4.50"))
+    lowest_tier(base_margin_percent=Decimal("12.00"), registered_extra_margin_percent=Decimal("4.50"))
     with time_machine.travel(at(2026, 11, 20, 16, 0), tick=False):  # Friday
         registration = submit(world)
     with time_machine.travel(at(2026, 11, 23, 10, 30), tick=False):  # Monday: 18.5 working hours later
@@ -436,8 +446,8 @@ def test_approve_fixes_protection_margin_and_review_time(world):
     assert registration.decided_by == world.pm_a
     assert registration.review_working_hours == Decimal("18.50")
     assert registration.decided_in_time is True
-    # The margin is fixed at approval: a later change to the programme does not touch it.
-    set_programme(base_margin_percent=Decimal("20.00"))
+    # The margin is fixed at approval: a later change to the tier does not touch it.
+    lowest_tier(base_margin_percent=Decimal("20.00"))
     registration.refresh_from_db()
     assert registration.margin_percent == Decimal("16.50")
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from deals import services
-from deals.models import Customer, Product, ProductLine, ProgrammeSettings, Registration
+from deals.models import Customer, Product, ProductLine, Registration
 from tests import factories
 from tests.conftest import client_for
 
@@ -164,9 +164,11 @@ def test_tampered_existing_customer_of_other_dealer_is_refused(world, catalogue)
 
 
 def test_dealer_at_cap_is_told_before_typing(world, catalogue):
-    programme = ProgrammeSettings.load()
-    programme.default_open_registration_cap = 1
-    programme.save()
+    from tiers.selectors import lowest_tier
+
+    tier = lowest_tier()
+    tier.open_registration_cap = 1
+    tier.save()
     submit(world.own_user, catalogue)
     page = client_for(world.own_user).get(reverse("deals:registration_create"))
     assert b"reached its registration limit" in page.content
@@ -386,3 +388,30 @@ def test_update_lines_and_stage(world, catalogue, own_registration):
     assert client.post(url, data).status_code == 302
     registration = Registration.objects.get(pk=own_registration.pk)
     assert registration.decision_stage == "late" and registration.expected_value == Decimal("5900.00")
+
+
+def test_dealer_user_acts_only_on_own_registrations_admin_on_all(world, catalogue):
+    by_admin = submit(world.own_admin, catalogue)
+    url = reverse("deals:registration_withdraw", args=[by_admin.pk])
+    response = client_for(world.own_user).post(url, follow=True)
+    assert b"or a dealer admin" in response.content
+    assert Registration.objects.get(pk=by_admin.pk).status == "submitted"
+    by_user = submit(world.own_user, catalogue, name="Other customer")
+    client_for(world.own_admin).post(reverse("deals:registration_withdraw", args=[by_user.pk]))
+    assert Registration.objects.get(pk=by_user.pk).status == "withdrawn"
+
+
+def test_tampered_ids_never_500(world, own_registration):
+    client = client_for(world.pm_a)
+    url = reverse("deals:conflict_action", args=[own_registration.pk, "dismiss"])
+    assert client.post(url, {"conflict": "abc"}).status_code == 404
+    assert client.post(url, {"conflict": "9" * 30}).status_code == 404
+    response = client.post(reverse("deals:review_bulk_approve"), {"registration": ["9" * 30]}, follow=True)
+    assert response.status_code == 200
+
+
+def test_huge_quantities_are_refused_with_a_message(world, catalogue):
+    data = form_data(catalogue, **{"lines-0-quantity": "1000000", "lines-1-value": "999999999999.99"})
+    response = client_for(world.own_user).post(reverse("deals:registration_create"), data, follow=True)
+    assert response.status_code == 200
+    assert not Registration.objects.exists()
