@@ -106,10 +106,19 @@ def review_queue(request):
     summary = queryset.filter(status=Registration.Status.SUBMITTED).aggregate(
         waiting=Count("pk"), overdue=Count("pk", filter=Q(review_due_at__lte=now))
     )
+    extensions = (
+        ExtensionRequest.objects.filter(
+            status=ExtensionRequest.Status.PENDING,
+            registration__status=Registration.Status.APPROVED,
+            registration__in=Registration.objects.of_dealers_visible_to(request.user),
+        )
+        .select_related("registration__organisation", "registration__customer", "requested_by")
+        .order_by("requested_at")[:50]
+    )
     return render(
         request,
         "deals/review_queue.html",
-        {"filter": filterset, "page": page, "query": query, "now": now, "summary": summary},
+        {"filter": filterset, "page": page, "query": query, "now": now, "summary": summary, "extensions": extensions},
     )
 
 

@@ -415,3 +415,11 @@ def test_huge_quantities_are_refused_with_a_message(world, catalogue):
     response = client_for(world.own_user).post(reverse("deals:registration_create"), data, follow=True)
     assert response.status_code == 200
     assert not Registration.objects.exists()
+
+
+def test_queue_lists_extensions_waiting(world, own_registration):
+    services.registration_approve(registration=own_registration, actor=world.pm_a)
+    services.extension_request(registration=own_registration, actor=world.own_user, reason="Tender delayed")
+    page = client_for(world.pm_a).get(reverse("deals:review_queue")).content.decode()
+    assert "Extensions waiting (1)" in page and own_registration.reference in page
+    assert "Extensions waiting" not in client_for(world.pm_b).get(reverse("deals:review_queue")).content.decode()
