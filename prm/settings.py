@@ -227,6 +227,7 @@ CELERY_BEAT_SCHEDULE = {
     "protections-expire": {"task": "deals.tasks.protections_expire", "schedule": crontab(hour=1, minute=0)},
     "expiry-warnings": {"task": "deals.tasks.expiry_warnings_send", "schedule": crontab(hour=6, minute=30)},
     "stale-registrations": {"task": "deals.tasks.stale_registrations_flag", "schedule": crontab(hour=6, minute=45)},
+    "tiers-recompute": {"task": "tiers.tasks.tiers_recompute", "schedule": crontab(hour=2, minute=0)},
     "clear-expired-sessions": {"task": "prm.tasks.sessions_clear_expired", "schedule": crontab(hour=3, minute=15)},
 }
 
