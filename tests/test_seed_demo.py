@@ -27,6 +27,25 @@ def test_seed_demo_is_idempotent_and_complete(db):
         assert 2 <= org.memberships.count() <= 3
         assert org.memberships.filter(role=Membership.Role.DEALER_ADMIN).count() == 1
     assert User.objects.get(email="eva.vanderberg@vanderberg.example").check_password("portal-demo-2026")
+    from deals.models import Conflict, Registration
+    from tiers.models import DealerStanding
+
+    assert set(Registration.objects.values_list("status", flat=True)) >= {
+        "submitted",
+        "info_requested",
+        "approved",
+        "rejected",
+        "won",
+        "lost",
+        "withdrawn",
+        "escalated",
+    }
+    assert Conflict.objects.filter(kind="conflict", status="open").exists()
+    assert Conflict.objects.filter(kind="related").exists()
+    assert Conflict.objects.filter(status="escalated").exists()
+    assert set(DealerStanding.objects.values_list("tier__name", flat=True)) == {"Gold", "Silver", "Bronze"}
+    assert DealerStanding.objects.filter(grace_started_on__isnull=False).count() == 1
+    assert DealerStanding.objects.filter(override_tier__isnull=False).count() == 1
 
 
 @override_settings(DEBUG=False)

@@ -239,6 +239,10 @@ class Command(BaseCommand):
             created += demo.seed_registrations()
         with transaction.atomic():
             created += demo.seed_conflicts()
+        from tiers import demo as tier_demo
+
+        with transaction.atomic():
+            created += tier_demo.seed_tiers()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready ({created} new objects). Password for every demo log-in: {DEMO_PASSWORD}"
