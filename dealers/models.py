@@ -186,6 +186,24 @@ class OrganisationQuerySet(models.QuerySet):
             return self.filter(pk=user.membership.organisation_id)
         return self.none()
 
+    def with_tier(self) -> OrganisationQuerySet:
+        """Each organisation's tier standing in the same query (lists with a Tier column)."""
+        return self.select_related("standing__tier", "standing__override_tier")
+
+    def in_tier(self, tier, *, today, lowest: bool) -> OrganisationQuerySet:
+        """The dealers whose benefits come from `tier` today: an active override, else the tier they
+        hold; dealers never evaluated are in the lowest tier (`lowest`)."""
+        overridden = Q(standing__override_tier__isnull=False, standing__override_until__gte=today)
+        scope = Q(overridden, standing__override_tier=tier) | Q(
+            Q(standing__override_tier__isnull=True) | Q(standing__override_until__lt=today), standing__tier=tier
+        )
+        if lowest:
+            scope |= Q(standing__isnull=True, kind=Organisation.Kind.RESELLER)
+        return self.filter(scope)
+
+    def in_grace_period(self) -> OrganisationQuerySet:
+        return self.filter(standing__grace_started_on__isnull=False)
+
 
 class Organisation(models.Model):
     class Kind(models.TextChoices):

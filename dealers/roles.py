@@ -31,6 +31,14 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
             "conflict": ["change", "view"],
         },
         "prm": {"outboxemail": ["view"]},
+        "tiers": {
+            "sale": ["add", "change", "view"],
+            "tier": ["add", "change", "view"],
+            "tierprogramme": ["add", "change", "view"],
+            "certification": ["add", "change", "view"],
+            "certificationholding": ["add", "change", "view"],
+            "satisfactionscore": ["add", "change", "view"],
+        },
     },
     "Regional director": {
         "dealers": {
@@ -50,6 +58,12 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
             "extensionrequest": ["view"],
             "conflict": ["change", "view"],
         },
+        "tiers": {
+            "sale": ["view"],
+            "tier": ["view"],
+            "certificationholding": ["view"],
+            "satisfactionscore": ["view"],
+        },
     },
     "Partner manager": {
         "dealers": {
@@ -68,6 +82,12 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
             "registration": ["view"],
             "extensionrequest": ["view"],
             "conflict": ["view"],
+        },
+        "tiers": {
+            "sale": ["view"],
+            "tier": ["view"],
+            "certificationholding": ["view"],
+            "satisfactionscore": ["view"],
         },
     },
     # The direct team sees no dealers; in the admin it reads the named accounts it works.

@@ -16,6 +16,7 @@ from dealers.filters import OrganisationFilter
 from dealers.forms import InvitationAcceptForm, InvitationForm, ReassignPartnerManagerForm
 from dealers.models import Invitation, Membership, Organisation
 from deals import selectors as registration_selectors
+from tiers.selectors import lowest_tier, next_tier_gap
 
 PAGE_SIZE = 25
 
@@ -81,6 +82,7 @@ def home(request):
         "pending_invitations": Invitation.objects.filter(organisation=organisation).pending().count()
         if membership.role == Membership.Role.DEALER_ADMIN
         else None,
+        "tier_gap": next_tier_gap(organisation) if organisation.kind == Organisation.Kind.RESELLER else None,
     }
     return render(request, "dealers/home_dealer.html", context)
 
@@ -197,7 +199,7 @@ def invitation_accept(request, token):
 
 @staff_required
 def dealer_list(request):
-    queryset = Organisation.objects.visible_to(request.user).select_related("region", "partner_manager")
+    queryset = Organisation.objects.visible_to(request.user).with_tier().select_related("region", "partner_manager")
     queryset = queryset.annotate(
         people=Count("memberships", filter=Q(memberships__deactivated_at__isnull=True))
     ).order_by("name", "pk")
@@ -209,7 +211,7 @@ def dealer_list(request):
     return render(
         request,
         "dealers/dealer_list.html",
-        {"filter": filterset, "page": page, "query": query.urlencode()},
+        {"filter": filterset, "page": page, "query": query.urlencode(), "lowest_tier": lowest_tier()},
     )
 
 
@@ -228,6 +230,7 @@ def dealer_detail(request, pk):
         "events": organisation.events.select_related("actor")[:20],
         "can_manage": services.can_manage_people(request.user, organisation),
         "invite_form": InvitationForm(initial={"role": Membership.Role.DEALER_ADMIN}),
+        "tier_gap": next_tier_gap(organisation) if organisation.kind == Organisation.Kind.RESELLER else None,
     }
     return render(request, "dealers/dealer_detail.html", context)
 

@@ -308,6 +308,12 @@ class Registration(models.Model):
             models.Index(fields=["status", "review_due_at"]),
             models.Index(fields=["status", "protected_until"]),
             models.Index(fields=["status", "review_remind_at"]),
+            # the conflict check asks "does this customer have an active registration?" per candidate
+            models.Index(
+                fields=["customer"],
+                name="registration_active_customer",
+                condition=Q(status__in=["submitted", "info_requested", "approved", "escalated"]),
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(expected_value__gte=0), name="registration_value_not_negative"),

@@ -19,12 +19,13 @@ class OutboxEmail(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now, help_text="Not retried before this moment.")
     last_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["created_at", "pk"]
         verbose_name = "outbox email"
-        indexes = [models.Index(fields=["created_at"], name="outbox_unsent_idx", condition=Q(sent_at=None))]
+        indexes = [models.Index(fields=["next_attempt_at"], name="outbox_due_idx", condition=Q(sent_at=None))]
 
     def __str__(self) -> str:
         return f"{self.subject} → {self.to}"

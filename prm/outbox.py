@@ -17,6 +17,14 @@ log = logging.getLogger(__name__)
 
 # A claim older than this belongs to a worker that died mid-send; the message may be retried.
 CLAIM_TIMEOUT = timedelta(minutes=10)
+# A message the mail server keeps refusing is retried less and less often, and after MAX_ATTEMPTS
+# left for a person to look at (in the admin), so it cannot crowd out the mail behind it.
+MAX_ATTEMPTS = 20
+MAX_BACKOFF = timedelta(hours=6)
+
+
+def backoff(attempts: int) -> timedelta:
+    return min(timedelta(minutes=2 ** min(attempts, 10)), MAX_BACKOFF)
 
 
 def outbox_enqueue(*, to: str, template: str, context: dict, topic: str = "") -> OutboxEmail:
@@ -54,7 +62,11 @@ def outbox_send(*, email_id: int) -> bool:
         send_mail(email.subject, email.body, None, [email.to])
     except Exception as exc:  # the mail server is down or refused: leave it for the next flush
         log.warning("outbox email %s not sent: %s", email_id, exc)
-        OutboxEmail.objects.filter(pk=email_id).update(claimed_at=None, last_error=f"{type(exc).__name__}: {exc}")
+        OutboxEmail.objects.filter(pk=email_id).update(
+            claimed_at=None,
+            last_error=f"{type(exc).__name__}: {exc}",
+            next_attempt_at=timezone.now() + backoff(email.attempts),
+        )
         return False
     OutboxEmail.objects.filter(pk=email_id).update(sent_at=timezone.now(), last_error="")
     return True
@@ -64,9 +76,9 @@ def outbox_flush(*, limit: int = 500) -> int:
     """Send what is left (the periodic job). Returns how many went out."""
     now = timezone.now()
     pending = (
-        OutboxEmail.objects.filter(sent_at__isnull=True)
+        OutboxEmail.objects.filter(sent_at__isnull=True, next_attempt_at__lte=now, attempts__lt=MAX_ATTEMPTS)
         .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - CLAIM_TIMEOUT))
-        .order_by("created_at", "pk")
+        .order_by("next_attempt_at", "pk")
         .values_list("pk", flat=True)[:limit]
     )
     return sum(outbox_send(email_id=pk) for pk in list(pending))

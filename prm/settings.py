@@ -248,3 +248,4 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 default, opted into now

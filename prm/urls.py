@@ -18,4 +18,5 @@ urlpatterns = [
     path("", home, name="home"),
     path("", include("dealers.urls")),
     path("", include("deals.urls")),
+    path("", include("tiers.urls")),
 ]

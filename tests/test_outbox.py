@@ -97,11 +97,15 @@ def test_mail_server_down_then_flush_sends_exactly_once(
         assert row.attempts == 1
         assert row.last_error.startswith(f"{error}: ")
 
-    assert outbox.outbox_flush() == 0  # still down: another attempt, nothing lost
+    assert outbox.outbox_flush() == 0  # not due again yet: the retry waits (backoff)
+    assert set(OutboxEmail.objects.values_list("attempts", flat=True)) == {1}
+    with time_machine.travel(timezone.now() + timedelta(minutes=3)):
+        assert outbox.outbox_flush() == 0  # still down: another attempt, nothing lost
     assert set(OutboxEmail.objects.values_list("attempts", flat=True)) == {2}
 
     settings.EMAIL_BACKEND = LOCMEM
-    assert outbox.outbox_flush() == 2
+    with time_machine.travel(timezone.now() + timedelta(minutes=10)):
+        assert outbox.outbox_flush() == 2
     assert sent_to() == expected_recipients(world)
     for row in OutboxEmail.objects.all():
         assert row.sent_at is not None and row.last_error == "" and row.attempts == 3
@@ -158,6 +162,8 @@ def test_real_commit_sends_through_the_task(world):
 def queued(**kwargs) -> OutboxEmail:
     values = {"to": "someone@example.com", "subject": "Hello", "body": "Body"}
     values.update(kwargs)
+    if "created_at" in kwargs:  # a message is due when it is written
+        values.setdefault("next_attempt_at", kwargs["created_at"])
     return OutboxEmail.objects.create(**values)
 
 
@@ -205,3 +211,19 @@ def test_enqueue_renders_the_template(world):
     assert "no update for 45 days" in email.subject
     assert "\n" not in email.subject
     assert "http://x/1" in email.body
+
+
+def test_a_refused_email_is_retried_later_and_less_often(db, settings):
+    settings.EMAIL_BACKEND = "tests.test_outbox.UnreachableBackend"
+    email = OutboxEmail.objects.create(to="a@b.example", subject="s", body="b")
+    assert outbox.outbox_send(email_id=email.pk) is False
+    email.refresh_from_db()
+    assert email.attempts == 1 and email.next_attempt_at > timezone.now()
+    assert outbox.outbox_flush() == 0  # not due yet: nothing retried
+    email.refresh_from_db()
+    assert email.attempts == 1
+    with time_machine.travel(timezone.now() + timedelta(minutes=3)):
+        outbox.outbox_flush()
+    email.refresh_from_db()
+    assert email.attempts == 2
+    assert outbox.backoff(30) == outbox.MAX_BACKOFF
