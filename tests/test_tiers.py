@@ -256,3 +256,18 @@ def test_run_record_holds_the_distribution_cutoffs(world):
     run = EvaluationRun.objects.get(pk=result.run.pk)
     assert run.mode == "distribution" and "Gold" in run.cutoffs
     assert tier_for(world.own).name == "Gold"
+
+
+def test_bars_follow_the_ranks_and_shares_stay_within_100(db):
+    from django.core.exceptions import ValidationError
+
+    silver = tier("Silver")
+    silver.min_total = Decimal("80")  # above Gold's 75
+    with pytest.raises(ValidationError, match="bars must follow the ranks"):
+        silver.full_clean()
+    silver.min_total = Decimal("50")
+    silver.distribution_share = Decimal("40")  # 20 + 40 + 50 = 110
+    with pytest.raises(ValidationError, match="add up to 110"):
+        silver.full_clean()
+    silver.distribution_share = Decimal("30")
+    silver.full_clean()

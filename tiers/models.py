@@ -119,6 +119,23 @@ class Tier(models.Model):
     def registered_margin_percent(self) -> Decimal:
         return self.base_margin_percent + self.registered_extra_margin_percent
 
+    def clean(self):
+        """A better tier may not ask for less than a worse one, and the distribution shares of all
+        tiers together may not pass 100 %."""
+        others = Tier.objects.exclude(pk=self.pk)
+        errors = {}
+        if self.rank is not None and self.min_total is not None:
+            if others.filter(rank__lt=self.rank, min_total__lt=self.min_total).exists():
+                errors["min_total"] = "A better tier asks for a lower total: the bars must follow the ranks."
+            elif others.filter(rank__gt=self.rank, min_total__gt=self.min_total).exists():
+                errors["min_total"] = "A lower tier asks for a higher total: the bars must follow the ranks."
+        if self.distribution_share is not None:
+            total = sum(others.values_list("distribution_share", flat=True), Decimal("0")) + self.distribution_share
+            if total > HUNDRED:
+                errors["distribution_share"] = f"The shares of all tiers would add up to {total}%, more than 100%."
+        if errors:
+            raise ValidationError(errors)
+
 
 class SaleQuerySet(models.QuerySet):
     def visible_to(self, user) -> SaleQuerySet:
