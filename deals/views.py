@@ -392,49 +392,37 @@ def registration_dealer_action(request, pk, action):
             lambda: services.registration_resubmit(registration=registration, actor=user, reason=reason),
             "{ref} is resubmitted; the review starts again.",
         )
-    if action == "won":
-        form = WonForm(request.POST)
-        if not form.is_valid():
-            return _form_errors(request, registration, form)
-        return _run(
-            request,
-            registration,
-            lambda: services.registration_report_won(
-                registration=registration,
-                actor=user,
-                value=form.cleaned_data["won_value"],
-                won_on=form.cleaned_data["won_date"],
-            ),
-            "Congratulations: {ref} is reported won.",
-        )
-    if action == "lost":
-        form = LostForm(request.POST)
-        if not form.is_valid():
-            return _form_errors(request, registration, form)
-        return _run(
-            request,
-            registration,
-            lambda: services.registration_report_lost(
-                registration=registration,
-                actor=user,
-                reason=form.cleaned_data["lost_reason"],
-                competitor=form.cleaned_data["lost_competitor"],
-            ),
-            "{ref} is reported lost.",
-        )
-    if action == "extend":
-        form = ExtensionForm(request.POST)
-        if not form.is_valid():
-            return _form_errors(request, registration, form)
-        return _run(
-            request,
-            registration,
-            lambda: services.extension_request(
-                registration=registration, actor=user, reason=form.cleaned_data["reason"]
-            ),
-            "Extension requested for {ref}; your partner manager decides.",
-        )
-    raise Http404("Not found")
+    if action not in DEALER_FORM_ACTIONS:
+        raise Http404("Not found")
+    form_class, call, success = DEALER_FORM_ACTIONS[action]
+    form = form_class(request.POST)
+    if not form.is_valid():
+        return _form_errors(request, registration, form)
+    return _run(request, registration, lambda: call(registration, user, form.cleaned_data), success)
+
+
+# The dealer's form-backed actions: the form, the service call with its cleaned data, the message.
+DEALER_FORM_ACTIONS = {
+    "won": (
+        WonForm,
+        lambda r, user, data: services.registration_report_won(
+            registration=r, actor=user, value=data["won_value"], won_on=data["won_date"]
+        ),
+        "Congratulations: {ref} is reported won.",
+    ),
+    "lost": (
+        LostForm,
+        lambda r, user, data: services.registration_report_lost(
+            registration=r, actor=user, reason=data["lost_reason"], competitor=data["lost_competitor"]
+        ),
+        "{ref} is reported lost.",
+    ),
+    "extend": (
+        ExtensionForm,
+        lambda r, user, data: services.extension_request(registration=r, actor=user, reason=data["reason"]),
+        "Extension requested for {ref}; your partner manager decides.",
+    ),
+}
 
 
 def _form_errors(request, registration, form):
