@@ -8,6 +8,7 @@ from import_export.formats.base_formats import CSV
 from dealers import services
 from dealers.imports import OrganisationImportResource
 from dealers.models import (
+    ImprovementPlan,
     Invitation,
     Membership,
     Organisation,
@@ -204,6 +205,28 @@ class OrganisationEventAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(organisation__in=Organisation.objects.visible_to(request.user))
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ImprovementPlan)
+class ImprovementPlanAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """Read only: plans are opened and reviewed on the dealer's page in the portal, where the
+    services check the rules, write the history and tell the dealer."""
+
+    list_display = ["organisation", "status", "deadline", "extensions", "opened_by", "opened_at", "reviewed_at"]
+    list_filter = ["status", "organisation__region"]
+    search_fields = ["organisation__name", "goals", "outcome"]
+    list_select_related = ["organisation", "opened_by"]
+    date_hierarchy = "deadline"
+    readonly_fields = [f.name for f in ImprovementPlan._meta.fields]
 
     def has_add_permission(self, request):
         return False

@@ -6,4 +6,6 @@ def portal(request):
     return {
         "nav_is_staff": user.is_vendor_staff,
         "nav_organisation": user.organisation,
+        "nav_has_dashboard": user.is_vendor_staff
+        and (user.is_partner_manager or user.is_regional_director or user.is_channel_admin),
     }

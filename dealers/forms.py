@@ -6,7 +6,9 @@ from dealers.models import Membership, StaffRole, User
 
 
 class InvitationForm(forms.Form):
-    email = forms.EmailField(label="Email address", widget=forms.EmailInput(attrs={"autocomplete": "off"}))
+    email = forms.EmailField(
+        label="Email address", max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "off"})
+    )
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.DEALER_USER)
 
 
@@ -17,7 +19,7 @@ class InvitationAcceptForm(forms.Form):
         label="Choose a password",
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-        help_text="At least 10 characters; not only digits and not a common password.",
+        help_text="At least 12 characters; not only digits and not a common password.",
     )
     password2 = forms.CharField(
         label="Repeat the password", strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
@@ -65,4 +67,50 @@ class ReassignPartnerManagerForm(forms.Form):
         data = super().clean()
         if data.get("from_user") and data.get("from_user") == data.get("to_user"):
             self.add_error("to_user", "Choose a different partner manager.")
+        return data
+
+
+class ImprovementPlanForm(forms.Form):
+    goals = forms.CharField(
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 5}),
+        help_text="What the dealer must reach by the deadline, measurably. The dealer admin reads this.",
+    )
+    deadline = forms.DateField(
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="The review date: in the future, at most a year away.",
+    )
+    notes = forms.CharField(
+        label="Internal notes (optional)",
+        max_length=4000,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="For vendor staff only: the dealer never sees these.",
+    )
+
+
+class ImprovementPlanReviewForm(forms.Form):
+    DECISIONS = [
+        ("met", "Goals met: the dealer is active again"),
+        ("extend", "Extend: give the dealer more time"),
+        ("not_met", "Goals not met: phase the dealer out"),
+    ]
+
+    decision = forms.ChoiceField(choices=DECISIONS, widget=forms.RadioSelect)
+    outcome = forms.CharField(
+        max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="What the review found. The dealer admin reads this in the portal and in the email.",
+    )
+    deadline = forms.DateField(
+        label="New deadline",
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Only when you extend the plan.",
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("decision") == "extend" and not data.get("deadline"):
+            self.add_error("deadline", "Give the new deadline of the extended plan.")
         return data

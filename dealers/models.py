@@ -385,6 +385,11 @@ class OrganisationEvent(models.Model):
         MEMBER_JOINED = "member_joined", "Person joined"
         MEMBER_DEACTIVATED = "member_deactivated", "Person deactivated"
         MEMBER_REACTIVATED = "member_reactivated", "Person reactivated"
+        PLAN_OPENED = "plan_opened", "Improvement plan opened"
+        PLAN_EXTENDED = "plan_extended", "Improvement plan extended"
+        PLAN_MET = "plan_met", "Improvement plan met"
+        PLAN_NOT_MET = "plan_not_met", "Improvement plan not met"
+        PLAN_WITHDRAWN = "plan_withdrawn", "Improvement plan closed without review"
 
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="events")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
@@ -398,3 +403,110 @@ class OrganisationEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organisation}: {self.description}"
+
+
+class ImprovementPlanQuerySet(models.QuerySet):
+    def visible_to(self, user) -> ImprovementPlanQuerySet:
+        """Vendor staff see the plans of the organisations they see; a dealer admin those of its own
+        organisation. Other people of the dealer do not: a plan is between the vendor and the
+        dealer's management."""
+        if not user.is_authenticated or not user.is_active:
+            return self.none()
+        if user.is_vendor_staff:
+            return self.filter(organisation__in=Organisation.objects.visible_to(user))
+        if user.is_dealer_admin:
+            return self.filter(organisation_id=user.membership.organisation_id)
+        return self.none()
+
+    def open(self) -> ImprovementPlanQuerySet:
+        return self.filter(status=ImprovementPlan.Status.OPEN)
+
+    def due(self, today) -> ImprovementPlanQuerySet:
+        """Open plans whose deadline has come: the day of the deadline is the review day."""
+        return self.open().filter(deadline__lte=today)
+
+
+class ImprovementPlan(models.Model):
+    """A partner manager's plan for an underperforming dealer: goals by a deadline, then a review.
+
+    Lifecycle (dealers.services.PLAN_MOVES): open → met (dealer active again) | not met (dealer
+    phasing out) | withdrawn (closed without review because the dealer's status was changed by
+    other means). Extending keeps the plan open with a later deadline. The goals and the outcome
+    are shared with the dealer admin; the notes are for vendor staff only.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        MET = "met", "Met"
+        NOT_MET = "not_met", "Not met: phasing out"
+        WITHDRAWN = "withdrawn", "Closed without review"
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="improvement_plans")
+    opened_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    opened_at = models.DateTimeField(default=timezone.now)
+    goals = models.TextField(help_text="Shared with the dealer admin.")
+    deadline = models.DateField(help_text="The review date.")
+    notes = models.TextField("internal notes", blank=True, help_text="Vendor staff only; never shown to the dealer.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    extensions = models.PositiveSmallIntegerField(default=0, help_text="How often the deadline was moved.")
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True, help_text="When the plan was closed.")
+    outcome = models.TextField(blank=True, help_text="The review's conclusion; shared with the dealer admin.")
+
+    objects = ImprovementPlanQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation"], condition=Q(status="open"), name="improvement_plan_one_open_per_organisation"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="open", reviewed_at__isnull=True)
+                | (~Q(status="open") & Q(reviewed_at__isnull=False)),
+                name="improvement_plan_closed_when_reviewed",
+            ),
+        ]
+        indexes = [
+            # the review list: open plans by deadline
+            models.Index(fields=["deadline"], condition=Q(status="open"), name="improvement_plan_open_deadline"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Improvement plan of {self.organisation} ({self.get_status_display().lower()})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == self.Status.OPEN
+
+    def is_due(self, today=None) -> bool:
+        return self.is_open and self.deadline <= (today or timezone.localdate())
+
+
+class LoginRecord(models.Model):
+    """One successful log-in to the portal, for the log-ins KPI.
+
+    Deliberately light (personal data minimisation): who, for which organisation at the time, and
+    when. No IP address, no user agent, no session key. A person's records lose their user when the
+    person is deleted, so the organisation's counts stay.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    organisation = models.ForeignKey(
+        Organisation,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="login_records",
+        help_text="The person's organisation at the time; empty for vendor staff.",
+    )
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [models.Index(fields=["organisation", "at"], name="loginrecord_organisation_at")]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.at:%Y-%m-%d %H:%M}"

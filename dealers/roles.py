@@ -15,6 +15,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
             "membership": ["change", "view"],
             "invitation": ["view"],
             "organisationevent": ["view"],
+            "improvementplan": ["view"],
             "user": ["add", "change", "view"],
         },
         "auth": {"group": ["view"]},
@@ -29,8 +30,11 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
             "namedaccount": ["add", "change", "view", "delete"],
             "protectionlookup": ["view"],
             "conflict": ["change", "view"],
+            "erasurelog": ["view"],
         },
         "prm": {"outboxemail": ["view"]},
+        # Failed log-ins and lock-outs: deleting a row lifts that lock-out.
+        "axes": {"accessattempt": ["view", "delete"]},
         "tiers": {
             "sale": ["add", "change", "view"],
             "tier": ["add", "change", "view"],
@@ -49,6 +53,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
             "membership": ["view"],
             "invitation": ["view"],
             "organisationevent": ["view"],
+            "improvementplan": ["view"],
         },
         "deals": {
             "productline": ["view"],
@@ -74,6 +79,7 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, list[str]]]] = {
             "membership": ["view"],
             "invitation": ["view"],
             "organisationevent": ["view"],
+            "improvementplan": ["view"],
         },
         "deals": {
             "productline": ["view"],

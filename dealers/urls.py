@@ -1,6 +1,6 @@
 from django.urls import path
 
-from dealers import views
+from dealers import plan_views, views
 
 app_name = "dealers"
 
@@ -13,4 +13,6 @@ urlpatterns = [
     path("dealers/", views.dealer_list, name="dealer_list"),
     path("dealers/reassign/", views.reassign_partner_manager, name="reassign_partner_manager"),
     path("dealers/<int:pk>/", views.dealer_detail, name="dealer_detail"),
+    path("dealers/<int:pk>/improvement-plan/", plan_views.plan_open, name="plan_open"),
+    path("improvement-plans/<int:pk>/review/", plan_views.plan_review, name="plan_review"),
 ]

@@ -11,12 +11,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from dealers import services
+from dealers import selectors, services
 from dealers.filters import OrganisationFilter
 from dealers.forms import InvitationAcceptForm, InvitationForm, ReassignPartnerManagerForm
-from dealers.models import Invitation, Membership, Organisation
+from dealers.models import ImprovementPlan, Invitation, Membership, Organisation
 from deals import selectors as registration_selectors
-from tiers.selectors import lowest_tier, next_tier_gap
+from tiers.selectors import distributor_revenue, lowest_tier, next_tier_gap
 
 PAGE_SIZE = 25
 
@@ -64,6 +64,7 @@ def home(request):
             else None,
             "directed_regions": user.directed_regions.all(),
             "queue": registration_selectors.queue_summary(user),
+            "plans_due": selectors.plans_due(user)[:10],
             # the direct team has no dealers and no queue: the lookup is its page
             "lookup_only": user.is_direct_sales
             and not (user.is_partner_manager or user.is_regional_director or user.is_channel_admin),
@@ -83,6 +84,7 @@ def home(request):
         if membership.role == Membership.Role.DEALER_ADMIN
         else None,
         "tier_gap": next_tier_gap(organisation) if organisation.kind == Organisation.Kind.RESELLER else None,
+        "through": distributor_revenue(organisation) if organisation.kind == Organisation.Kind.DISTRIBUTOR else None,
     }
     return render(request, "dealers/home_dealer.html", context)
 
@@ -105,6 +107,10 @@ def my_organisation(request):
         "invitations": Invitation.objects.filter(organisation=organisation).pending() if is_admin else None,
         "can_manage": is_admin,
         "invite_form": InvitationForm() if is_admin else None,
+        # the dealer admin's own plans (goals, deadline, outcome); nobody else of the dealer's
+        "plans": ImprovementPlan.objects.visible_to(request.user).filter(organisation=organisation)
+        if is_admin
+        else None,
     }
     return render(request, "dealers/my_organisation.html", context)
 
@@ -223,14 +229,26 @@ def dealer_detail(request, pk):
         .prefetch_related("territories", "specialisations", "distributors", "resellers"),
         pk=pk,
     )
+    plans = list(organisation.improvement_plans.select_related("opened_by", "reviewed_by"))
+    open_plan = next((plan for plan in plans if plan.is_open), None)
+    can_manage_plans = services.can_manage_plans(request.user, organisation)
     context = {
         "organisation": organisation,
         "people": _people_of(organisation),
         "invitations": Invitation.objects.filter(organisation=organisation).pending(),
         "events": organisation.events.select_related("actor")[:20],
+        "plans": plans,
+        "open_plan": open_plan,
+        "can_manage_plans": can_manage_plans,
+        "can_open_plan": can_manage_plans
+        and open_plan is None
+        and organisation.status in services.PLAN_OPENABLE_STATUSES,
         "can_manage": services.can_manage_people(request.user, organisation),
         "invite_form": InvitationForm(initial={"role": Membership.Role.DEALER_ADMIN}),
         "tier_gap": next_tier_gap(organisation) if organisation.kind == Organisation.Kind.RESELLER else None,
+        "through": distributor_revenue(organisation, viewer=request.user)
+        if organisation.kind == Organisation.Kind.DISTRIBUTOR
+        else None,
     }
     return render(request, "dealers/dealer_detail.html", context)
 

@@ -41,6 +41,25 @@ class ProgrammeSettingsAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Forecast",
+            {
+                "description": "The share of a protected registration's value the forecast counts, by decision stage.",
+                "fields": (
+                    "forecast_weight_early",
+                    "forecast_weight_mid",
+                    "forecast_weight_late",
+                    "forecast_weight_blank",
+                ),
+            },
+        ),
+        (
+            "Personal data",
+            {
+                "description": "How long a closed registration keeps its customer contact (README: Personal data).",
+                "fields": ("contact_retention_months",),
+            },
+        ),
     )
 
     def has_add_permission(self, request):
@@ -158,7 +177,8 @@ class ExtensionRequestAdmin(admin.ModelAdmin):
     def get_queryset(self, request):
         from deals.models import Registration as R
 
-        return super().get_queryset(request).filter(registration__in=R.objects.visible_to(request.user))
+        # As RegistrationAdmin: the dealers one looks after; a registration seen through a conflict is not listed.
+        return super().get_queryset(request).filter(registration__in=R.objects.of_dealers_visible_to(request.user))
 
     def has_add_permission(self, request):
         return False
@@ -167,4 +187,4 @@ class ExtensionRequestAdmin(admin.ModelAdmin):
         return False
 
 
-from deals import admin_conflicts, admin_lookup  # noqa: E402,F401
+from deals import admin_conflicts, admin_lookup, admin_privacy  # noqa: E402,F401

@@ -87,7 +87,7 @@ class CustomerForm(forms.Form):
 
 class RegistrationDetailsForm(forms.Form):
     contact_name = forms.CharField(label="Contact person", max_length=200)
-    contact_email = forms.EmailField(label="Contact email")
+    contact_email = forms.EmailField(label="Contact email", max_length=254)  # the column's length
     contact_phone = forms.CharField(label="Contact phone", max_length=40, required=False)
     expected_close_date = forms.DateField(widget=DateInput())
     decision_stage = forms.ChoiceField(
@@ -127,6 +127,8 @@ class RegistrationUpdateForm(forms.Form):
         value = self.cleaned_data["expected_close_date"]
         if value != self.current_close_date and value < timezone.localdate():
             raise ValidationError("The expected close date lies in the past.")
+        if value != self.current_close_date and value.year > timezone.localdate().year + 10:
+            raise ValidationError("That is more than ten years away.")
         return value
 
 
@@ -216,6 +218,15 @@ class ReasonForm(forms.Form):
     internal_note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 2}), required=False, label="Internal note (vendor staff only)"
     )
+
+
+class DecisionTextForm(forms.Form):
+    """The free text posted with a one-step action (withdraw, resubmit, an extension decision, a
+    conflict decision). A form so that what no text column stores, a NUL character, is refused with
+    a message instead of failing in the database; the services strip and require as they need."""
+
+    reason = forms.CharField(required=False, strip=False, label="Reason")
+    note = forms.CharField(required=False, strip=False, label="Note")
 
 
 class WonForm(forms.Form):

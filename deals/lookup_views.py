@@ -1,11 +1,13 @@
 """The protection lookup page (vendor staff only; see deals.lookup)."""
 
 from django import forms
+from django.conf import settings
 from django.shortcuts import render
 from django.utils import timezone
 
 from dealers.views import staff_required
 from deals import lookup
+from prm.ratelimit import rate_limit_consume
 
 
 class LookupForm(forms.Form):
@@ -26,6 +28,9 @@ def protection_lookup(request):
     form = LookupForm(request.GET or None)
     context = {"form": form, "results": None, "limit": lookup.RESULT_LIMIT, "today": timezone.localdate()}
     if form.is_valid():
+        refusal = rate_limit_consume(scope="lookup", key=request.user.pk, per_hour=settings.PRM_LOOKUPS_PER_HOUR)
+        if refusal:  # the query stays in the box; nothing is searched or logged
+            return render(request, "deals/lookup.html", {**context, "refusal": refusal}, status=429)
         query = form.cleaned_data["q"]
         results = lookup.protection_lookup(query=query, user=request.user)
         lookup.protection_lookup_log(user=request.user, query=query, result_count=len(results))

@@ -4,7 +4,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -15,6 +15,7 @@ from dealers.models import Organisation
 MONEY = {"max_digits": 14, "decimal_places": 2}
 PERCENT = {"max_digits": 5, "decimal_places": 2}
 CENT = Decimal("0.01")
+PERCENT_RANGE = [MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))]
 
 
 def money(value) -> Decimal:
@@ -47,11 +48,51 @@ class ProgrammeSettings(models.Model):
         "enterprise value threshold (EUR)", **MONEY, default=Decimal("250000.00")
     )
     stale_after_days = models.PositiveSmallIntegerField(default=45, validators=[MinValueValidator(1)])
+    # The forecast counts a protected registration at this share of its value, by decision stage:
+    # a deal in its late stage is likelier to close than one just found.
+    forecast_weight_early = models.DecimalField(
+        "forecast weight, early stage (%)", **PERCENT, default=Decimal("10.00"), validators=PERCENT_RANGE
+    )
+    forecast_weight_mid = models.DecimalField(
+        "forecast weight, mid stage (%)", **PERCENT, default=Decimal("40.00"), validators=PERCENT_RANGE
+    )
+    forecast_weight_late = models.DecimalField(
+        "forecast weight, late stage (%)", **PERCENT, default=Decimal("75.00"), validators=PERCENT_RANGE
+    )
+    forecast_weight_blank = models.DecimalField(
+        "forecast weight, no stage given (%)",
+        **PERCENT,
+        default=Decimal("5.00"),
+        validators=PERCENT_RANGE,
+        help_text="The decision stage is optional for the dealer; this weight counts the registrations without one.",
+    )
+    # Personal data (deals.privacy): a closed registration keeps its customer contact this long.
+    contact_retention_months = models.PositiveSmallIntegerField(
+        "keep customer contacts after closing (months)",
+        default=24,
+        validators=[MinValueValidator(1)],
+        help_text="A registration's contact person (name, email, phone) is anonymised this many months after the "
+        "registration was won, lost, expired, rejected, withdrawn or revoked.",
+    )
 
     class Meta:
         verbose_name = verbose_name_plural = "programme settings"
         constraints = [
             models.CheckConstraint(condition=Q(pk=1), name="programme_settings_singleton"),
+            models.CheckConstraint(
+                condition=Q(
+                    forecast_weight_early__gte=0,
+                    forecast_weight_early__lte=100,
+                    forecast_weight_mid__gte=0,
+                    forecast_weight_mid__lte=100,
+                    forecast_weight_late__gte=0,
+                    forecast_weight_late__lte=100,
+                    forecast_weight_blank__gte=0,
+                    forecast_weight_blank__lte=100,
+                ),
+                name="programme_settings_forecast_weights_percent",
+                violation_error_message="A forecast weight is a percentage from 0 to 100.",
+            ),
             models.CheckConstraint(
                 condition=Q(first_expiry_warning_days__gt=models.F("second_expiry_warning_days")),
                 name="programme_settings_warnings_ordered",
@@ -78,6 +119,16 @@ class ProgrammeSettings(models.Model):
     @property
     def registered_margin_percent(self) -> Decimal:
         return self.base_margin_percent + self.registered_extra_margin_percent
+
+    @property
+    def forecast_weights(self) -> dict[str, Decimal]:
+        """The forecast weight (%) per decision stage; the blank stage is the key ""."""
+        return {
+            Registration.Stage.EARLY: self.forecast_weight_early,
+            Registration.Stage.MID: self.forecast_weight_mid,
+            Registration.Stage.LATE: self.forecast_weight_late,
+            "": self.forecast_weight_blank,
+        }
 
 
 class Holiday(models.Model):
@@ -257,6 +308,8 @@ class Registration(models.Model):
         OTHER = "other", "Other"
 
     OPEN_STATUSES = (Status.SUBMITTED, Status.INFO_REQUESTED, Status.APPROVED, Status.ESCALATED)
+    # final: no transition leaves them (deals.services.TRANSITIONS); the retention clock starts here
+    CLOSED_STATUSES = (Status.WON, Status.LOST, Status.EXPIRED, Status.REJECTED, Status.WITHDRAWN, Status.REVOKED)
     REVIEW_STATUSES = (Status.SUBMITTED,)  # the review clock runs
     QUEUE_STATUSES = (Status.SUBMITTED, Status.INFO_REQUESTED, Status.ESCALATED)  # shown in a reviewer's queue
 
@@ -298,6 +351,8 @@ class Registration(models.Model):
     won_date = models.DateField(null=True, blank=True)
     lost_reason = models.CharField(max_length=20, choices=LostReason.choices, blank=True)
     lost_competitor = models.CharField(max_length=200, blank=True)
+    # when the contact person's details were anonymised (retention) or erased (on request)
+    anonymised_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = RegistrationQuerySet.as_manager()
 
@@ -313,6 +368,15 @@ class Registration(models.Model):
                 fields=["customer"],
                 name="registration_active_customer",
                 condition=Q(status__in=["submitted", "info_requested", "approved", "escalated"]),
+            ),
+            # the nightly anonymisation looks for closed registrations whose contact is still there
+            models.Index(
+                fields=["status_changed_at"],
+                name="registration_contact_kept",
+                condition=Q(
+                    anonymised_at__isnull=True,
+                    status__in=["won", "lost", "expired", "rejected", "withdrawn", "revoked"],
+                ),
             ),
         ]
         constraints = [
@@ -574,3 +638,26 @@ class ProtectionLookup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} looked up “{self.query}”"
+
+
+class ErasureLog(models.Model):
+    """One erasure of a person's details on request (deals.privacy.person_erase).
+
+    It holds nothing that identifies the person: a keyed hash of the email address (to answer "did
+    we erase this address?" later, see deals.privacy.email_hash), whether a name was given, and how
+    many records of each kind were redacted."""
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    email_hash = models.CharField("email hash", max_length=64, db_index=True)
+    name_given = models.BooleanField(default=False)
+    reason = models.TextField(help_text="Why: the request it answers (redacted like everything else).")
+    counts = models.JSONField(default=dict, help_text="Records redacted, per kind.")
+    total = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = "erasure"
+
+    def __str__(self) -> str:
+        return f"Erasure of {self.created_at:%Y-%m-%d %H:%M} ({self.total} records)"

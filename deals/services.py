@@ -322,6 +322,7 @@ def open_registration_count(organisation: Organisation) -> int:
 
 
 MAX_VALUE = Decimal("1000000000")  # per line and per registration: far above any real deal, far below the column
+MAX_QUANTITY = 1_000_000  # per line, as the form allows
 
 
 def _check_lines(lines: list[LineData]) -> list[LineData]:
@@ -331,13 +332,16 @@ def _check_lines(lines: list[LineData]) -> list[LineData]:
     for line in lines:
         if line.quantity is None or line.quantity <= 0:
             raise RegistrationError("Quantities must be positive.")
+        if line.quantity > MAX_QUANTITY:
+            raise RegistrationError(f"A line holds at most {MAX_QUANTITY:,} pieces; check the quantity.")
         if not line.product.active:
             raise RegistrationError(f"{line.product} is no longer sold.")
-        value = money(line.value) if line.value is not None else money(line.product.list_price * line.quantity)
-        if value <= 0:
+        value = line.value if line.value is not None else line.product.list_price * line.quantity
+        if value >= MAX_VALUE:  # checked before rounding: a number of a thousand digits has no cents
+            raise RegistrationError("A line's value is more than the portal can hold; check the quantity.")
+        if value <= 0 or money(value) <= 0:
             raise RegistrationError("Line values must be positive.")
-        if value >= MAX_VALUE:
-            raise RegistrationError(f"A line of € {value:,} is more than the portal can hold; check the quantity.")
+        value = money(value)
         checked.append(LineData(product=line.product, quantity=line.quantity, value=value))
     if sum(line.value for line in checked) >= MAX_VALUE:
         raise RegistrationError("The expected value is more than the portal can hold; check the quantities.")
@@ -690,6 +694,8 @@ def registration_report_won(*, registration: Registration, actor: User, value: D
     now = timezone.now()
     if value is None or value <= 0:
         raise RegistrationError("The won value must be positive.")
+    if value >= MAX_VALUE:
+        raise RegistrationError("The won value is more than the portal can hold; check the amount.")
     if won_on < timezone.localtime(registration.first_submitted_at).date():
         raise RegistrationError("A deal cannot be won before it was registered.")
     if won_on > timezone.localtime(now).date():
@@ -804,6 +810,7 @@ def protections_expire(*, today: date | None = None, batch_size: int = 20_000) -
     bounds = Registration.objects.filter(status=Status.APPROVED, protected_until__lt=today).order_by()
     low = bounds.values_list("pk", flat=True).order_by("pk").first()
     if low is None:
+        _after_expiry()
         return 0
     high = bounds.values_list("pk", flat=True).order_by("-pk").first()
     expired = 0
@@ -841,14 +848,18 @@ def protections_expire(*, today: date | None = None, batch_size: int = 20_000) -
                         ],
                     )
         expired += count
-    if expired:
-        conflicts.conflicts_close_for_status(Status.EXPIRED)
-        ExtensionRequest.objects.filter(
-            status=ExtensionRequest.Status.PENDING, registration__status=Status.EXPIRED
-        ).update(
-            status=ExtensionRequest.Status.CANCELLED, decided_at=timezone.now(), decision_reason="The protection ended."
-        )
+    _after_expiry()
     return expired
+
+
+def _after_expiry() -> None:
+    """What follows an expiry: its conflicts close, its pending extension requests are cancelled.
+    Run on every night, not only when rows expired now, so that a run killed after its batches is
+    completed by the next one."""
+    conflicts.conflicts_close_for_status(Status.EXPIRED)
+    ExtensionRequest.objects.filter(status=ExtensionRequest.Status.PENDING, registration__status=Status.EXPIRED).update(
+        status=ExtensionRequest.Status.CANCELLED, decided_at=timezone.now(), decision_reason="The protection ended."
+    )
 
 
 def _claim(queryset, **values) -> bool:

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from deals import services
+from deals import privacy, services
 
 
 @shared_task(ignore_result=True)
@@ -23,3 +23,8 @@ def expiry_warnings_send() -> None:
 @shared_task(ignore_result=True)
 def stale_registrations_flag() -> None:
     services.stale_registrations_flag()
+
+
+@shared_task(ignore_result=True)
+def contacts_anonymise() -> None:
+    privacy.contacts_anonymise()

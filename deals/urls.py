@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deals import views
+from deals import forecast_views, privacy_views, views
 from deals.lookup_views import protection_lookup
 
 app_name = "deals"
@@ -26,4 +26,8 @@ urlpatterns = [
     path("review/", views.review_queue, name="review_queue"),
     path("review/approve/", views.review_bulk_approve, name="review_bulk_approve"),
     path("lookup/", protection_lookup, name="protection_lookup"),
+    path("forecast/", forecast_views.forecast_page, name="forecast"),
+    path("forecast.csv", forecast_views.forecast_csv, name="forecast_csv"),
+    path("privacy/erase/", privacy_views.person_erase, name="person_erase"),
+    path("privacy/erasures/<int:pk>/", privacy_views.erasure_detail, name="erasure_detail"),
 ]

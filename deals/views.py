@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -12,6 +13,7 @@ from deals import conflicts, services
 from deals.filters import RegistrationFilter, ReviewQueueFilter
 from deals.forms import (
     CustomerForm,
+    DecisionTextForm,
     ExtensionForm,
     LineFormSet,
     LostForm,
@@ -21,6 +23,9 @@ from deals.forms import (
     WonForm,
 )
 from deals.models import Conflict, ExtensionRequest, ProgrammeSettings, Registration
+from prm.ratelimit import rate_limit_consume
+from tiers.forms import SatisfactionForm
+from tiers.models import SatisfactionScore
 
 PAGE_SIZE = 25
 
@@ -126,7 +131,7 @@ def review_queue(request):
 @require_POST
 def review_bulk_approve(request):
     values = request.POST.getlist("registration")
-    ids = [int(v) for v in values if v.isdigit() and len(v) < 18] if values else None
+    ids = [int(v) for v in values if v.isdecimal() and len(v) < 18] if values else None
     if values and len(ids) != len(values):
         ids = None
     if not ids:
@@ -157,11 +162,20 @@ def registration_create(request):
         return render(request, "deals/registration_cap_reached.html", {"cap": cap, "open_count": open_count})
     data = request.POST if request.method == "POST" else None
     adding_line = data is not None and "add_line" in data
-    if adding_line:  # without JavaScript: show the form again with one more line, and no errors yet
+    refusal = None
+    if data is not None and not adding_line:
+        refusal = rate_limit_consume(
+            scope="registration-submit", key=request.user.pk, per_hour=settings.PRM_REGISTRATION_SUBMITS_PER_HOUR
+        )
+    if adding_line or refusal:
+        # Without JavaScript, "add a line": the form again with one more line and no errors yet.
+        # Over the rate limit: the form again exactly as typed, nothing validated or saved.
         data = None
         customer_form = CustomerForm(organisation=organisation, prefix="customer", initial=_posted(request, "customer"))
         details_form = RegistrationDetailsForm(prefix="deal", initial=_posted(request, "deal"))
-        line_formset = LineFormSet(prefix="lines", initial=_posted_lines(request, "lines", extra=1))
+        line_formset = LineFormSet(
+            prefix="lines", initial=_posted_lines(request, "lines", extra=1 if adding_line else 0)
+        )
     else:
         customer_form = CustomerForm(data, organisation=organisation, prefix="customer")
         details_form = RegistrationDetailsForm(data, prefix="deal")
@@ -211,7 +225,9 @@ def registration_create(request):
             "cap": cap,
             "open_count": open_count,
             "optional_open": request.method == "POST" and not adding_line,
+            "refusal": refusal,
         },
+        status=429 if refusal else 200,
     )
 
 
@@ -306,6 +322,9 @@ def registration_detail(request, pk):
             if services.is_reviewer_of(user, registration.organisation_id)
             else None,
         )
+        if registration.status == Registration.Status.WON:
+            satisfaction = SatisfactionScore.objects.filter(registration=registration).select_related("recorded_by")
+            context.update(satisfaction=satisfaction.first(), satisfaction_form=SatisfactionForm())
     return render(request, "deals/registration_detail.html", context)
 
 
@@ -367,7 +386,10 @@ def registration_withdraw(request, pk):
         raise Http404("Not found")
     if request.method != "POST":
         return render(request, "deals/registration_withdraw_confirm.html", {"registration": registration})
-    reason = request.POST.get("reason", "")
+    text = DecisionTextForm(request.POST)
+    if not text.is_valid():
+        return _form_errors(request, registration, text)
+    reason = text.cleaned_data["reason"]
     return _run(
         request,
         registration,
@@ -385,7 +407,10 @@ def registration_dealer_action(request, pk, action):
         raise Http404("Not found")
     user = request.user
     if action == "resubmit":
-        reason = request.POST.get("reason", "")
+        text = DecisionTextForm(request.POST)
+        if not text.is_valid():
+            return _form_errors(request, registration, text)
+        reason = text.cleaned_data["reason"]
         return _run(
             request,
             registration,
@@ -446,8 +471,9 @@ REVIEW_ACTIONS = {
 def registration_review_action(request, pk, action):
     registration = _registration_for(request, pk)
     form = ReasonForm(request.POST)
-    form.is_valid()
-    reason, note = form.cleaned_data.get("reason", ""), form.cleaned_data.get("internal_note", "")
+    if not form.is_valid():
+        return _form_errors(request, registration, form)
+    reason, note = form.cleaned_data["reason"], form.cleaned_data["internal_note"]
     if action in REVIEW_ACTIONS:
         service, success = REVIEW_ACTIONS[action]
         return _run(
@@ -479,7 +505,10 @@ def extension_decide(request, pk, decision):
         ExtensionRequest.objects.filter(registration__in=Registration.objects.visible_to(request.user)), pk=pk
     )
     registration = extension.registration
-    reason = request.POST.get("reason", "")
+    text = DecisionTextForm(request.POST)
+    if not text.is_valid():
+        return _form_errors(request, registration, text)
+    reason = text.cleaned_data["reason"]
     if decision == "approve":
         call = lambda: services.extension_approve(request=extension, actor=request.user, reason=reason)  # noqa: E731
     elif decision == "decline":
@@ -508,11 +537,14 @@ CONFLICT_ACTIONS = {
 def conflict_action(request, pk, action):
     """The reviewer's decisions on a conflict, from the later registration's page."""
     registration = _registration_for(request, pk)
-    note = request.POST.get("note", "")
+    text = DecisionTextForm(request.POST)
+    if not text.is_valid():
+        return _form_errors(request, registration, text)
+    note = text.cleaned_data["note"]
     if action == "dismiss":
         raw = request.POST.get("conflict", "")
         conflict = get_object_or_404(
-            Conflict, pk=int(raw) if raw.isdigit() and len(raw) < 18 else 0, registration=registration
+            Conflict, pk=int(raw) if raw.isdecimal() and len(raw) < 18 else 0, registration=registration
         )
         return _run(
             request,

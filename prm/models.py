@@ -25,7 +25,11 @@ class OutboxEmail(models.Model):
     class Meta:
         ordering = ["created_at", "pk"]
         verbose_name = "outbox email"
-        indexes = [models.Index(fields=["next_attempt_at"], name="outbox_due_idx", condition=Q(sent_at=None))]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], name="outbox_due_idx", condition=Q(sent_at=None)),
+            # the emails about one registration (its reference is their topic): deals.privacy redacts them
+            models.Index(fields=["topic"], name="outbox_topic_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.subject} → {self.to}"

@@ -33,18 +33,45 @@ def outbox_enqueue(*, to: str, template: str, context: dict, topic: str = "") ->
     Call inside the transaction of the change the email reports: if that rolls back, so does
     the email. After commit a task tries to send it at once; if the broker is down, the periodic
     flush sends it later."""
-    subject = " ".join(render_to_string(f"emails/{template}_subject.txt", context).split())
-    body = render_to_string(f"emails/{template}_body.txt", context)
-    email = OutboxEmail.objects.create(to=to, subject=subject[:300], body=body, topic=topic)
+    subject, body = _render(template, context)
+    email = OutboxEmail.objects.create(to=to, subject=subject, body=body, topic=topic)
     email_id = email.pk
     transaction.on_commit(lambda: _kick(email_id), robust=True)
     return email
+
+
+def outbox_enqueue_many(messages) -> int:
+    """Queue many emails at once (a nightly job's notifications): each message is (recipients,
+    template, context, topic), rendered once for all its recipients; one INSERT per thousand
+    emails, and after commit one task that sends them all instead of one task per email."""
+    rows = []
+    for recipients, template, context, topic in messages:
+        if not recipients:
+            continue
+        subject, body = _render(template, context)
+        rows.extend(OutboxEmail(to=to, subject=subject, body=body, topic=topic) for to in recipients)
+    OutboxEmail.objects.bulk_create(rows, batch_size=1000)
+    if rows:
+        count = len(rows)
+        transaction.on_commit(lambda: _kick_flush(count), robust=True)
+    return len(rows)
+
+
+def _render(template: str, context: dict) -> tuple[str, str]:
+    subject = " ".join(render_to_string(f"emails/{template}_subject.txt", context).split())
+    return subject[:300], render_to_string(f"emails/{template}_body.txt", context)
 
 
 def _kick(email_id: int) -> None:
     from prm.tasks import outbox_send
 
     outbox_send.delay(email_id=email_id)
+
+
+def _kick_flush(count: int) -> None:
+    from prm.tasks import outbox_flush
+
+    outbox_flush.delay(limit=count)
 
 
 def outbox_send(*, email_id: int) -> bool:

@@ -5,13 +5,15 @@ Everything that differs between a laptop and production comes from the environme
 DJANGO_DEBUG the portal refuses to start unless DJANGO_SECRET_KEY is set.
 """
 
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
-from prm.env import env_bool, env_list, env_str
+from prm.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PRM_VAR_DIR", str(BASE_DIR / "var")))
@@ -42,6 +44,8 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "axes",
+    "csp",
     "django_filters",
     "import_export",
     "prm",
@@ -52,6 +56,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -61,6 +66,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "dealers.middleware.StaffMFARequiredMiddleware",
+    # Last, as django-axes asks: turns a log-in that tripped the lock-out into its 429 page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "prm.urls"
@@ -105,13 +112,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "dealers.User"
 
 AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out email and address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
 ]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -134,13 +143,81 @@ ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
 
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Partner portal"
+MFA_FORMS = {"authenticate": "dealers.lockout.LockoutAwareAuthenticateForm"}
 # Vendor staff decide on other companies' pipelines: they must use a second factor. Off only
 # under `make run`'s development defaults, so that the demo log-ins work without an app.
 PRM_REQUIRE_STAFF_MFA = env_bool("PRM_REQUIRE_STAFF_MFA", True)
 
+# The number of reverse proxies in front of the portal that append to X-Forwarded-For: 0 trusts
+# nothing but the connection's address. allauth's rate limits and the lock-out below both use it.
+ALLAUTH_TRUSTED_PROXY_COUNT = env_int("PRM_TRUSTED_PROXY_COUNT", 0)
+
+# --- log-in lock-out (django-axes; dealers/lockout.py) ------------------------------------------
+# PRM_LOGIN_FAILURE_LIMIT failed log-ins for one email address from one client address lock that
+# pair out for PRM_LOGIN_LOCKOUT_MINUTES after the last failure; wrong codes at the two-factor
+# step count too. Staff unlock earlier in the admin ("Access attempts": delete the row) or with
+# `manage.py axes_reset_username EMAIL`; a password reset also unlocks.
+AXES_FAILURE_LIMIT = env_int("PRM_LOGIN_FAILURE_LIMIT", 5)
+PRM_LOGIN_LOCKOUT_MINUTES = env_int("PRM_LOGIN_LOCKOUT_MINUTES", 15)
+AXES_COOLOFF_TIME = timedelta(minutes=PRM_LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_USERNAME_CALLABLE = "dealers.lockout.username_of"
+AXES_CLIENT_IP_CALLABLE = "dealers.lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "dealers.lockout.lockout_response"
+AXES_RESET_ON_SUCCESS = True
+# The page promises a time: trying again while locked out does not push it further away.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# Successful log-ins are already recorded (dealers.LoginRecord); axes keeps only the failures.
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False  # no banner in every manage.py command; lock-outs are still logged as warnings
+# allauth's own limits stay on underneath, set so that the lock-out answers first (with its page
+# and its staff unlock): log-in posts per client address per minute; failed log-ins per address
+# per minute whichever accounts they try, and per account from all addresses together twice the
+# lock-out's limit in its time, against guessing spread over many addresses. allauth's other
+# limits (password reset, email confirmation) keep its defaults.
+ACCOUNT_RATE_LIMITS = {
+    "login": f"{env_int('PRM_LOGINS_PER_MINUTE', 30)}/m/ip",
+    "login_failed": f"10/m/ip,{2 * AXES_FAILURE_LIMIT}/{PRM_LOGIN_LOCKOUT_MINUTES}m/key",
+}
+
+# --- rate limits (prm/ratelimit.py, counted in the cache below); 0 turns one off ---------------
+PRM_REGISTRATION_SUBMITS_PER_HOUR = env_int("PRM_REGISTRATION_SUBMITS_PER_HOUR", 30)
+PRM_LOOKUPS_PER_HOUR = env_int("PRM_LOOKUPS_PER_HOUR", 120)
+
 PRM_INVITATION_DAYS = 7
 # Where links in emails point to.
 PRM_SITE_URL = env_str("PRM_SITE_URL", "http://127.0.0.1:8000")
+
+# --- cache -----------------------------------------------------------------------------------------
+# Rate limits (ours and allauth's) count in the cache, so every web process must share it:
+# Redis in production (CACHE_URL=redis://…); without CACHE_URL, files under var/cache, which the
+# processes of `make run` share with no server to run.
+
+
+def _cache_settings(url: str, var_dir: Path) -> dict:
+    """CACHE_URL: empty for files under var/cache, redis://host:6379/1 (or rediss://), locmem://."""
+    if not url:
+        return {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(var_dir / "cache"),
+            # Culling deletes a third of the entries, counters included: keep it rare.
+            "OPTIONS": {"MAX_ENTRIES": 20_000},
+        }
+    scheme = urlparse(url).scheme
+    if scheme in ("redis", "rediss"):
+        return {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "prm",
+            # A stalled Redis fails a request within seconds instead of hanging a worker.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    if scheme == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    raise ImproperlyConfigured(f"CACHE_URL scheme {scheme!r} is not one of redis, rediss, locmem")
+
+
+CACHES = {"default": _cache_settings(env_str("CACHE_URL", ""), VAR_DIR)}
 
 # --- i18n / time ----------------------------------------------------------------------------
 LANGUAGE_CODE = "en"
@@ -229,17 +306,47 @@ CELERY_BEAT_SCHEDULE = {
     "stale-registrations": {"task": "deals.tasks.stale_registrations_flag", "schedule": crontab(hour=6, minute=45)},
     "tiers-recompute": {"task": "tiers.tasks.tiers_recompute", "schedule": crontab(hour=2, minute=0)},
     "clear-expired-sessions": {"task": "prm.tasks.sessions_clear_expired", "schedule": crontab(hour=3, minute=15)},
+    "contacts-anonymise": {"task": "deals.tasks.contacts_anonymise", "schedule": crontab(hour=3, minute=45)},
 }
 
 # --- security (production) ------------------------------------------------------------------
+# `manage.py check --deploy` passes with these defaults once debug is off; README lists the knobs.
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = env_int("DJANGO_SESSION_COOKIE_AGE", 8 * 60 * 60)  # a working day, then log in again
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# HTTPS only, except the health check, which the container probe calls over plain HTTP inside.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Browsers honour HSTS only over HTTPS, and remember it: set 0 before the first HTTPS visit to try
+# the portal on a host name that will not stay on HTTPS.
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 365 * 24 * 60 * 60)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
 if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+
+# Content-Security-Policy (django-csp), in development too so that a page that breaks under it
+# breaks on a laptop first: no inline script, no inline style (not even style attributes), nothing
+# from another host. data: images are the favicon placeholder and the authenticator QR code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+    }
+}
 
 LOGGING = {
     "version": 1,

@@ -16,5 +16,5 @@ def outbox_send(*, email_id: int) -> None:
 
 
 @shared_task(ignore_result=True)
-def outbox_flush() -> None:
-    outbox.outbox_flush()
+def outbox_flush(limit: int = 500) -> None:
+    outbox.outbox_flush(limit=limit)

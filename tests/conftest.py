@@ -4,9 +4,15 @@ from types import SimpleNamespace
 
 import pytest
 from allauth.mfa.models import Authenticator
+from django.core.cache import cache
 from django.test import Client
 
-from tests import factories
+from tests import factories, hypothesis_profiles  # noqa: F401  (registers and loads the profiles)
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    cache.clear()
 
 
 def with_totp(user):

@@ -44,6 +44,10 @@ def channel_admin(**kwargs) -> User:
     return StaffFactory(roles=[StaffRole.CHANNEL_ADMIN], **kwargs)
 
 
+def direct_sales(**kwargs) -> User:
+    return StaffFactory(roles=[StaffRole.DIRECT_SALES], **kwargs)
+
+
 class RegionFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Region

@@ -3,7 +3,6 @@ stale registrations. Time moves only with time_machine."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -17,6 +16,7 @@ from django.utils import timezone
 from deals import services
 from deals.models import ProgrammeSettings, Registration, RegistrationEvent
 from prm.models import OutboxEmail
+from tests.concurrency import at_once
 from tests.deal_factories import approved, make_registration, submit
 
 AMS = ZoneInfo("Europe/Amsterdam")
@@ -246,23 +246,7 @@ def test_two_workers_at_once_expire_each_row_once(world):
     registrations = [approved_until(world, yesterday) for _ in range(40)]
     for _ in range(3):
         approved_until(world, yesterday + timedelta(days=3))
-    barrier = threading.Barrier(2)
-    counts, errors = [], []
-
-    def worker():
-        try:
-            barrier.wait(timeout=10)
-            counts.append(services.protections_expire(batch_size=4))
-        except Exception as exc:  # reported below, in the test's thread
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    counts, errors = at_once(lambda: services.protections_expire(batch_size=4))
     assert errors == []
     assert sum(counts) == len(registrations)
     assert Registration.objects.filter(status=Status.EXPIRED).count() == len(registrations)

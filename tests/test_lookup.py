@@ -21,7 +21,7 @@ URL = reverse("deals:protection_lookup")
 
 
 def direct_sales(**kwargs):
-    return with_totp(factories.StaffFactory(roles=[StaffRole.DIRECT_SALES], **kwargs))
+    return with_totp(factories.direct_sales(**kwargs))
 
 
 @pytest.fixture

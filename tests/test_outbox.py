@@ -227,3 +227,20 @@ def test_a_refused_email_is_retried_later_and_less_often(db, settings):
     email.refresh_from_db()
     assert email.attempts == 2
     assert outbox.backoff(30) == outbox.MAX_BACKOFF
+
+
+def test_many_emails_at_once_are_rendered_once_each_and_sent_by_one_task(world, django_capture_on_commit_callbacks):
+    context = {"name": "Own Dealer"}
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        count = outbox.outbox_enqueue_many(
+            [
+                (["a@own.example", "b@own.example"], "invitation", {"invitation": None, **context}, "t1"),
+                ([], "invitation", context, "nobody"),
+                (["c@other.example"], "invitation", {"invitation": None, **context}, "t2"),
+            ]
+        )
+    assert count == 3
+    assert len(callbacks) == 1  # one flush, not a task per email
+    assert sorted(m.to[0] for m in mail.outbox) == ["a@own.example", "b@own.example", "c@other.example"]
+    assert OutboxEmail.objects.filter(sent_at__isnull=True).count() == 0
+    assert outbox.outbox_flush() == 0  # nothing twice

@@ -790,6 +790,10 @@ def test_the_tier_programme_form_shows_weights_that_do_not_add_up(sales):
         "compliance_target": "80",
         "certifications_target": "3",
         "satisfaction_target": "4.5",
+        "attention_registrations_percent": "50",
+        "attention_close_ratio": "25",
+        "attention_min_closed": "5",
+        "attention_inactive_days": "60",
     }
 
     refused = client.post(url, data)

@@ -19,10 +19,9 @@ def sale(organisation, amount, sold_on: date, *, registered=False, **extra) -> S
         reseller=organisation,
         customer_name="Klant B.V.",
         customer_country="NL",
-        product_line=line(),
         amount=Decimal(amount),
         registered_before_sale=registered,
-        **extra,
+        **{"product_line": line(), **extra},
     )
 
 

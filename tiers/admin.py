@@ -189,6 +189,17 @@ class TierProgrammeAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            "Dealers flagged for attention",
+            {
+                "fields": (
+                    "attention_registrations_percent",
+                    "attention_close_ratio",
+                    "attention_min_closed",
+                    "attention_inactive_days",
+                )
+            },
+        ),
     )
 
     def has_add_permission(self, request):

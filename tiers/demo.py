@@ -122,3 +122,51 @@ def seed_tiers() -> int:
             actor=admin,
         )
     return created
+
+
+# dealer name: log-ins a month per person (0: nobody logs in; those dealers show as inactive)
+LOGINS_A_MONTH = {
+    "Van der Berg Installatietechniek B.V.": 12,
+    "Jansen & Zn. Klimaattechniek": 6,
+    "Janssens Elektro BV": 8,
+    "Maes Installaties": 3,
+    "Smit Elektro": 4,
+    "Meijer Facility Solutions": 2,
+    "Bos Techniek Eindhoven": 1,
+    "De Groot Bouwsystemen B.V.": 5,
+}
+PLAN_DEALER = "Bos Techniek Eindhoven"
+
+
+def seed_activity() -> int:
+    """Portal log-ins over the last year and the improvement plan of the dealer that is on one, so
+    that the dashboards' log-in figures and attention flags have something to show."""
+    from dealers.models import ImprovementPlan, LoginRecord
+
+    if LoginRecord.objects.filter(user__email__endswith=".example", at__lt=timezone.now() - timedelta(days=1)).exists():
+        return 0
+    now = timezone.now()
+    records = []
+    for name, per_month in LOGINS_A_MONTH.items():
+        organisation = Organisation.objects.get(name=name)
+        people = list(Membership.objects.active().filter(organisation=organisation).values_list("user_id", flat=True))
+        for person in people:
+            for month in range(12):
+                for i in range(per_month):
+                    at = now - timedelta(days=month * 30 + (i * 29) // max(per_month, 1) + 1, hours=i % 8)
+                    records.append(LoginRecord(user_id=person, organisation=organisation, at=at))
+    LoginRecord.objects.bulk_create(records)
+    created = len(records)
+    organisation = Organisation.objects.get(name=PLAN_DEALER)
+    if not ImprovementPlan.objects.filter(organisation=organisation).exists():
+        ImprovementPlan.objects.create(
+            organisation=organisation,
+            opened_by=organisation.partner_manager,
+            opened_at=now - timedelta(days=40),
+            goals="Register every quote above €5,000 in the portal.\n"
+            "At least 6 registrations this quarter.\nOne technician certified as heat-pump installer.",
+            deadline=timezone.localdate() + timedelta(days=50),
+            notes="Revenue halved on last year; the owner wants to continue.",
+        )
+        created += 1
+    return created

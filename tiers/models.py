@@ -63,6 +63,31 @@ class TierProgramme(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(5)],
     )
 
+    # Dealers flagged for attention on the partner manager's dashboard (tiers.flags)
+    attention_registrations_percent = models.PositiveSmallIntegerField(
+        "flag: registrations below (% of the tier's median)",
+        default=50,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="A dealer registering fewer than this share of the median dealer of its tier is flagged.",
+    )
+    attention_close_ratio = models.PositiveSmallIntegerField(
+        "flag: registration-to-close ratio below (%)",
+        default=25,
+        validators=[MaxValueValidator(100)],
+    )
+    attention_min_closed = models.PositiveSmallIntegerField(
+        "flag: closed registrations before the ratio counts",
+        default=5,
+        validators=[MinValueValidator(1)],
+        help_text="A ratio over fewer ended registrations says too little to flag a dealer.",
+    )
+    attention_inactive_days = models.PositiveSmallIntegerField(
+        "flag: no activity for (days)",
+        default=60,
+        validators=[MinValueValidator(1)],
+        help_text="No registration submitted and nobody logged in for this many days.",
+    )
+
     class Meta:
         verbose_name = verbose_name_plural = "tier programme"
         constraints = [models.CheckConstraint(condition=Q(pk=1), name="tier_programme_singleton")]
@@ -139,7 +164,12 @@ class Tier(models.Model):
 
 class SaleQuerySet(models.QuerySet):
     def visible_to(self, user) -> SaleQuerySet:
-        return self.filter(reseller__in=Organisation.objects.visible_to(user))
+        """A dealer sees the sales made to it; vendor staff also see those that went through a
+        distributor they look after, whoever the reseller is."""
+        visible = Organisation.objects.visible_to(user)
+        if user.is_vendor_staff:
+            return self.filter(Q(reseller__in=visible) | Q(distributor__in=visible))
+        return self.filter(reseller__in=visible)
 
 
 class Sale(models.Model):
@@ -221,7 +251,14 @@ class SatisfactionScore(models.Model):
 
     class Meta:
         ordering = ["-recorded_on"]
-        constraints = [models.CheckConstraint(condition=Q(score__gte=1, score__lte=5), name="satisfaction_1_to_5")]
+        constraints = [
+            models.CheckConstraint(condition=Q(score__gte=1, score__lte=5), name="satisfaction_1_to_5"),
+            models.UniqueConstraint(
+                fields=["registration"],
+                condition=Q(registration__isnull=False),
+                name="one_satisfaction_per_registration",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.organisation}: {self.score}/5"

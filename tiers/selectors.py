@@ -361,3 +361,64 @@ def _alternatives(evaluation, scores, bar, programme, min_certifications) -> lis
 
 def _round_up(value: Decimal, unit: Decimal) -> Decimal:
     return (Decimal(value) / unit).to_integral_value(rounding=ROUND_CEILING) * unit
+
+
+# --- distributors ------------------------------------------------------------------------------------
+
+
+@dataclass
+class DistributorRevenue:
+    """What went through a distributor: counted for it separately, never in its resellers' scores'
+    stead (a distributor holds no tier)."""
+
+    first: date
+    last: date
+    revenue: Decimal = ZERO
+    previous: Decimal = ZERO
+    sales: int = 0
+    by_reseller: list[tuple[str, Decimal]] = field(default_factory=list)
+
+    @property
+    def growth(self) -> Decimal | None:
+        if self.previous <= 0:
+            return None
+        return ((self.revenue - self.previous) / self.previous * HUNDRED).quantize(Decimal("0.1"))
+
+
+def distributor_revenue(organisation: Organisation, today: date | None = None, viewer=None) -> DistributorRevenue:
+    """The vendor's sales through a distributor over the trailing 12 months (and the 12 before),
+    in total and per reseller; two aggregate queries. Vendor staff (`viewer`) see the names of the
+    resellers they look after; the others are summed as one line. The distributor's own people
+    see all its resellers: they are its customers."""
+    from django.db.models import Count, Q, Sum
+
+    from tiers.models import Sale
+
+    day = today or timezone.localdate()
+    result = DistributorRevenue(first=day - YEAR + timedelta(days=1), last=day)
+    this_year = Q(sold_on__gt=day - YEAR, sold_on__lte=day)
+    sales = Sale.objects.filter(distributor=organisation, sold_on__gt=day - 2 * YEAR, sold_on__lte=day)
+    totals = sales.aggregate(
+        revenue=Sum("amount", filter=this_year),
+        previous=Sum("amount", filter=~this_year),
+        sales=Count("pk", filter=this_year),
+    )
+    result.revenue = totals["revenue"] or ZERO
+    result.previous = totals["previous"] or ZERO
+    result.sales = totals["sales"]
+    rows = list(
+        sales.filter(this_year)
+        .values_list("reseller_id", "reseller__name")
+        .annotate(total=Sum("amount"))
+        .order_by("-total", "reseller__name")
+        .values_list("reseller_id", "reseller__name", "total")
+    )
+    if viewer is not None and viewer.is_vendor_staff:
+        visible = set(Organisation.objects.visible_to(viewer).values_list("pk", flat=True))
+        others = sum((total for pk, _name, total in rows if pk not in visible), ZERO)
+        result.by_reseller = [(name, total) for pk, name, total in rows if pk in visible]
+        if others:
+            result.by_reseller.append(("Resellers you do not look after", others))
+    else:
+        result.by_reseller = [(name, total) for _pk, name, total in rows]
+    return result

@@ -17,7 +17,7 @@ from django.db.models import Avg, Count, Q, Sum
 from django.utils import timezone
 
 from dealers.models import Membership, Organisation, User
-from prm.outbox import outbox_enqueue
+from prm.outbox import outbox_enqueue_many
 from tiers.models import (
     HUNDRED,
     CertificationHolding,
@@ -39,6 +39,9 @@ YEAR = timedelta(days=365)
 
 def _q(value) -> Decimal:
     return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+OVERRIDE_MAX_DAYS = 2 * 365
 
 
 class TierError(Exception):
@@ -235,8 +238,10 @@ def _recompute(day: date) -> RunResult:
                 touched.append(standing)
         standings[pk] = standing
     DealerStanding.objects.bulk_create(new_standings)
-    DealerStanding.objects.bulk_update(
-        touched, ["tier", "since", "grace_started_on", "override_tier", "override_until", "override_reason"]
+    DealerStanding.objects.bulk_update(  # in batches: one CASE per row and column grows badly past ~1,000
+        touched,
+        ["tier", "since", "grace_started_on", "override_tier", "override_until", "override_reason"],
+        batch_size=500,
     )
     Evaluation.objects.bulk_create(
         Evaluation(
@@ -357,17 +362,14 @@ def _notify(changes: list[TierChange]) -> None:
         .values_list("organisation_id", "user__email")
     ):
         admins.setdefault(org_id, []).append(email)
+    messages = []
     for change in changes:
         organisation = organisations[change.organisation_id]
         manager = organisation.account_manager
         recipients = admins.get(change.organisation_id, []) + ([manager.email] if manager and manager.is_active else [])
-        for address in recipients:
-            outbox_enqueue(
-                to=address,
-                template="tier_change",
-                context={"change": change, "organisation": organisation},
-                topic=f"tier {organisation.pk}",
-            )
+        context = {"change": change, "organisation": organisation}
+        messages.append((recipients, "tier_change", context, f"tier {organisation.pk}"))
+    outbox_enqueue_many(messages)
 
 
 # --- overrides ------------------------------------------------------------------------------------
@@ -377,11 +379,15 @@ def _notify(changes: list[TierChange]) -> None:
 def tier_override(*, organisation: Organisation, tier: Tier, until: date, reason: str, actor: User) -> DealerStanding:
     if not actor.is_channel_admin:
         raise TierError("Only a channel admin can override a tier.")
+    if organisation.kind != Organisation.Kind.RESELLER:
+        raise TierError("Only resellers hold a tier; a distributor is not evaluated.")
     if not reason.strip():
         raise TierError("Give the reason for the override.")
     today = timezone.localdate()
     if until < today:
         raise TierError("The override must end today or later.")
+    if until > today + timedelta(days=OVERRIDE_MAX_DAYS):
+        raise TierError(f"An override lasts at most {OVERRIDE_MAX_DAYS // 365} years; choose an earlier end date.")
     standing = DealerStanding.objects.select_for_update().filter(organisation=organisation).first()
     if standing is None:
         from tiers.selectors import lowest_tier
@@ -402,3 +408,58 @@ def tier_override(*, organisation: Organisation, tier: Tier, until: date, reason
     )
     _notify([change])
     return standing
+
+
+@transaction.atomic
+def tier_override_end(*, organisation: Organisation, reason: str, actor: User) -> DealerStanding:
+    """End a running override today: the tier the dealer's scores hold applies again at once."""
+    if not actor.is_channel_admin:
+        raise TierError("Only a channel admin can end an override.")
+    standing = DealerStanding.objects.select_for_update().filter(organisation=organisation).first()
+    today = timezone.localdate()
+    if standing is None or not standing.override_active(today):
+        raise TierError("There is no override running for this dealer.")
+    old = standing.override_tier
+    standing.override_tier, standing.override_until, standing.override_reason = None, None, ""
+    standing.override_by = None
+    standing.save(update_fields=["override_tier", "override_until", "override_reason", "override_by"])
+    why = reason.strip()
+    change = TierChange.objects.create(
+        organisation=organisation,
+        changed_on=today,
+        kind=TierChange.Kind.OVERRIDE_END,
+        from_tier=old,
+        to_tier=standing.tier,
+        reason=f"The override was ended early; {standing.tier} applies again." + (f" {why}" if why else ""),
+        actor=actor,
+    )
+    _notify([change])
+    return standing
+
+
+# --- customer satisfaction -----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def satisfaction_record(*, registration, score: int, actor: User) -> SatisfactionScore:
+    """The customer's satisfaction (1–5) with the dealer on a won registration, as vendor staff
+    heard it (a survey, a call). One score per registration: recording it again replaces it."""
+    from deals.models import Registration
+    from deals.services import is_reviewer_of
+
+    if not is_reviewer_of(actor, registration.organisation_id):
+        raise TierError("Only vendor staff who look after this dealer can record its customers' satisfaction.")
+    if registration.status != Registration.Status.WON:
+        raise TierError("Satisfaction is recorded for a won registration, once the customer has been served.")
+    if not 1 <= int(score) <= 5:
+        raise TierError("A satisfaction score is a whole number from 1 to 5.")
+    record, _created = SatisfactionScore.objects.update_or_create(
+        registration=registration,
+        defaults={
+            "organisation_id": registration.organisation_id,
+            "score": int(score),
+            "recorded_on": timezone.localdate(),
+            "recorded_by": actor,
+        },
+    )
+    return record

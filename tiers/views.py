@@ -1,15 +1,19 @@
 """A dealer's tier page and badge; the same page for vendor staff, for any dealer they may see."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
 from dealers.models import Organisation
 from dealers.views import staff_required
 from tiers import selectors
 from tiers.filters import SaleFilter
-from tiers.models import Sale, Tier, TierProgramme
+from tiers.forms import OverrideEndForm, OverrideForm, SatisfactionForm
+from tiers.models import DealerStanding, Sale, Tier, TierProgramme
+from tiers.services import TierError, satisfaction_record, tier_override, tier_override_end
 
 SALES_PAGE_SIZE = 25
 # the next order for a column header: a click on the column sorted now reverses it
@@ -43,6 +47,7 @@ def _tier_page(request, organisation: Organisation):
         "tiers": Tier.objects.order_by("rank"),
         "history": organisation.tier_changes.select_related("from_tier", "to_tier", "actor")[:50],
         "staff_view": request.user.is_vendor_staff,
+        "can_override": request.user.is_channel_admin,
     }
     if evaluation is not None:
         context["rows"] = selectors.score_rows(evaluation, TierProgramme.load())
@@ -112,3 +117,79 @@ def dealer_tier(request, pk):
 @staff_required
 def dealer_badge(request, pk):
     return _badge(request, _staff_dealer(request, pk))
+
+
+def _channel_admin_dealer(request, pk) -> Organisation:
+    """Overrides are the channel admin's; for anyone else the page does not exist."""
+    if not request.user.is_channel_admin:
+        raise Http404("Not found")
+    return _staff_dealer(request, pk)
+
+
+@staff_required
+def dealer_override(request, pk):
+    organisation = _channel_admin_dealer(request, pk)
+    standing = DealerStanding.objects.select_related("tier", "override_tier").filter(organisation=organisation).first()
+    running = standing if standing and standing.override_active() else None
+    initial = {"tier": running.override_tier, "until": running.override_until} if running else {}
+    form = OverrideForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tier_override(organisation=organisation, actor=request.user, **form.cleaned_data)
+        except TierError as exc:
+            form.add_error(None, str(exc))
+        else:
+            data = form.cleaned_data
+            messages.success(
+                request,
+                f"{organisation} holds {data['tier']} until {data['until']:%d %B %Y}. "
+                "The dealer admin and the partner manager have been told.",
+            )
+            return redirect("tiers:dealer_tier", pk=organisation.pk)
+    return render(
+        request,
+        "tiers/override_form.html",
+        {"organisation": organisation, "form": form, "standing": standing, "running": running},
+    )
+
+
+@staff_required
+def dealer_override_end(request, pk):
+    organisation = _channel_admin_dealer(request, pk)
+    standing = DealerStanding.objects.select_related("tier", "override_tier").filter(organisation=organisation).first()
+    if standing is None or not standing.override_active():
+        messages.info(request, "There is no override running for this dealer.")
+        return redirect("tiers:dealer_tier", pk=organisation.pk)
+    form = OverrideEndForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tier_override_end(organisation=organisation, reason=form.cleaned_data["reason"], actor=request.user)
+        except TierError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"The override has ended: {organisation} holds {standing.tier} again.")
+            return redirect("tiers:dealer_tier", pk=organisation.pk)
+    return render(
+        request, "tiers/override_end_confirm.html", {"organisation": organisation, "form": form, "standing": standing}
+    )
+
+
+@require_POST
+@staff_required
+def registration_satisfaction(request, pk):
+    from deals.models import Registration
+
+    registration = get_object_or_404(Registration.objects.visible_to(request.user), pk=pk)
+    form = SatisfactionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a score from 1 to 5; nothing was recorded.")
+    else:
+        try:
+            satisfaction_record(registration=registration, score=form.cleaned_data["score"], actor=request.user)
+        except TierError as exc:
+            messages.error(request, str(exc))
+        else:
+            messages.success(
+                request, f"Customer satisfaction {form.cleaned_data['score']}/5 recorded for {registration.reference}."
+            )
+    return redirect("deals:registration_detail", pk=pk)

@@ -68,15 +68,21 @@ def new_page(browser, request):
     """Open extra pages (a fresh context each: no shared cookies); each is screenshotted on teardown."""
     contexts = []
     elsewhere = []  # requests to any host but the live server: the portal must not use a CDN
+    refused = []  # what the Content-Security-Policy blocked: a page that needs it is broken
 
     def note(req):
         if urlsplit(req.url).scheme in ("http", "https") and urlsplit(req.url).hostname not in LOCAL_HOSTS:
             elsewhere.append(req.url)
 
+    def note_console(message):
+        if message.type == "error" and "Content Security Policy" in message.text:
+            refused.append(f"{message.page.url if message.page else ''}: {message.text}")
+
     def open_page(*, viewport=DESKTOP, suffix=""):
         context = browser.new_context(viewport=viewport)
         context.set_default_timeout(10_000)
         context.on("request", note)
+        context.on("console", note_console)
         contexts.append((context, suffix))
         return context.new_page()
 
@@ -87,6 +93,7 @@ def new_page(browser, request):
             page.screenshot(path=str(SCREENSHOTS / f"{_screenshot_name(request)}{suffix}.png"), full_page=True)
         context.close()
     assert not elsewhere, f"The portal loaded something from another host: {elsewhere}"
+    assert not refused, f"The Content-Security-Policy refused: {refused}"
 
 
 @pytest.fixture

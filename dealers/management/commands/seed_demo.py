@@ -243,6 +243,8 @@ class Command(BaseCommand):
 
         with transaction.atomic():
             created += tier_demo.seed_tiers()
+        with transaction.atomic():
+            created += tier_demo.seed_activity()
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready ({created} new objects). Password for every demo log-in: {DEMO_PASSWORD}"

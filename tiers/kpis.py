@@ -1,0 +1,326 @@
+"""Channel KPIs per dealer, per region and for the whole programme, over a chosen period.
+
+Every figure comes from a fixed number of aggregate queries grouped by the level asked for (the
+dealer, its region, or nothing), so a page costs the same number of queries for 10 dealers as for
+10,000. Where SQLite lacks an aggregate (a median), the rows are fetched sorted and the median is
+taken in Python: the same answer as PostgreSQL's percentile_cont(0.5).
+
+The definitions, in one place (the dashboards print them beside the figures):
+
+- revenue: the vendor's sales to the dealer (sold_on in the period); growth: against the same
+  period a year earlier, None when that was zero;
+- product mix: each product line's share of that revenue;
+- average deal size: the mean won value of the registrations won in the period;
+- registrations: registrations submitted in the period (local dates);
+- registration-to-close ratio: of the registrations submitted in the period that were approved and
+  have since ended (won, lost or expired), the share won;
+- open pipeline: the expected value of the registrations protected now (not period-bound);
+- cycle time: mean days from first submission to the won date, of those won in the period;
+- review SLA: of the registrations decided in the period, the share decided within the review
+  window, and the median working hours to the decision;
+- certification coverage: certifications held at the end of the period against those the dealer's
+  tier asks for (its minimum, else the programme's target), capped at 100 %;
+- portal log-ins: log-ins of the dealer's people in the period, and how many people;
+- customer satisfaction: the mean score (1–5) recorded in the period.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import connection
+from django.db.models import Aggregate, Avg, Count, DecimalField, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from dealers.models import Organisation
+from deals.models import Registration
+from tiers.models import CertificationHolding, DealerStanding, Sale, SatisfactionScore, Tier, TierProgramme
+
+ZERO = Decimal("0")
+HUNDRED = Decimal("100")
+CENT = Decimal("0.01")
+Status = Registration.Status
+ENDED_AFTER_APPROVAL = (Status.WON, Status.LOST, Status.EXPIRED)
+
+LEVELS = ("dealer", "region", "programme")
+
+
+def _q(value, unit=CENT) -> Decimal:
+    return Decimal(value).quantize(unit, rounding=ROUND_HALF_UP)
+
+
+def _share(part, whole) -> Decimal | None:
+    return _q(Decimal(part) / Decimal(whole) * HUNDRED) if whole else None
+
+
+@dataclass(frozen=True)
+class Period:
+    """A span of local dates, both ends included."""
+
+    start: date
+    end: date
+
+    @classmethod
+    def trailing_year(cls, today: date | None = None) -> Period:
+        today = today or timezone.localdate()
+        return cls(today - timedelta(days=364), today)
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def previous_year(self) -> Period:
+        """The same span one year earlier (29 February falls back to the 28th)."""
+
+        def back(day: date) -> date:
+            try:
+                return day.replace(year=day.year - 1)
+            except ValueError:
+                return day.replace(year=day.year - 1, day=28)
+
+        return Period(back(self.start), back(self.end))
+
+    def query(self) -> str:
+        return f"start={self.start.isoformat()}&end={self.end.isoformat()}"
+
+
+@dataclass
+class Kpis:
+    key: int | None
+    label: str = ""
+    region: str = ""
+    revenue: Decimal = ZERO
+    revenue_previous: Decimal = ZERO
+    product_mix: list[tuple[str, Decimal, Decimal]] = field(default_factory=list)  # line, amount, share %
+    average_deal: Decimal | None = None
+    registrations: int = 0
+    closed: int = 0
+    won: int = 0
+    pipeline: Decimal = ZERO
+    pipeline_count: int = 0
+    cycle_days: Decimal | None = None
+    decided: int = 0
+    decided_in_time: int = 0
+    median_review_hours: Decimal | None = None
+    certifications_held: int = 0
+    certifications_asked: int = 0
+    logins: int = 0
+    login_people: int = 0
+    satisfaction: Decimal | None = None
+    satisfaction_count: int = 0
+    dealers: int = 0
+
+    @property
+    def growth(self) -> Decimal | None:
+        if self.revenue_previous <= 0:
+            return None
+        return _q((self.revenue - self.revenue_previous) / self.revenue_previous * HUNDRED)
+
+    @property
+    def close_ratio(self) -> Decimal | None:
+        return _share(self.won, self.closed)
+
+    @property
+    def sla_compliance(self) -> Decimal | None:
+        return _share(self.decided_in_time, self.decided)
+
+    @property
+    def certification_coverage(self) -> Decimal | None:
+        return _share(min(self.certifications_held, self.certifications_asked), self.certifications_asked)
+
+
+# --- grouping ------------------------------------------------------------------------------------
+
+
+def _group(queryset, key: str | None, **aggregates) -> dict:
+    """{group key: {aggregate: value}} in one query; key None is the whole programme."""
+    if key is None:
+        return {None: queryset.aggregate(**aggregates)}
+    return {row.pop("_key"): row for row in queryset.values(_key=F(key)).order_by().annotate(**aggregates)}
+
+
+class _Median(Aggregate):
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = DecimalField()
+
+
+def medians(queryset, key: str | None, field_name: str) -> dict:
+    """The median of `field_name` per group: percentile_cont on PostgreSQL, sorted rows elsewhere."""
+    queryset = queryset.exclude(**{f"{field_name}__isnull": True})
+    if connection.vendor == "postgresql":
+        return {k: _q(v["m"]) for k, v in _group(queryset, key, m=_Median(field_name)).items() if v["m"] is not None}
+    values: dict = defaultdict(list)
+    group = F(key) if key else None
+    rows = (
+        queryset.annotate(_key=group).values_list("_key", field_name)
+        if group is not None
+        else ((None, v) for v in queryset.values_list(field_name, flat=True))
+    )
+    for k, value in rows:
+        values[k].append(Decimal(value))
+    return {k: _q(statistics.median(v)) for k, v in values.items()}
+
+
+# --- the KPIs -------------------------------------------------------------------------------------
+
+
+KEY_PATHS = {  # level → (path from an organisation-owned row, path from a sale)
+    "dealer": ("organisation_id", "reseller_id"),
+    "region": ("organisation__region_id", "reseller__region_id"),
+    "programme": (None, None),
+}
+
+
+def kpis(organisations, period: Period, level: str = "dealer", today: date | None = None) -> dict:
+    """The KPIs of the given organisations (a queryset, already scoped to the viewer) over
+    `period`, grouped by `level`: {dealer or region pk (None for the programme): Kpis}. Dealers
+    or regions without any data are included with zeros."""
+    if level not in LEVELS:
+        raise ValueError(level)
+    today = today or timezone.localdate()
+    org_key, sale_key = KEY_PATHS[level]
+    organisations = organisations.filter(kind=Organisation.Kind.RESELLER)
+    result: dict = {}
+    if level == "dealer":
+        for pk, name, region in organisations.values_list("pk", "name", "region__name"):
+            result[pk] = Kpis(key=pk, label=name, region=region or "", dealers=1)
+    elif level == "region":
+        for row in organisations.values("region_id", "region__name").order_by().annotate(n=Count("pk")):
+            result[row["region_id"]] = Kpis(key=row["region_id"], label=row["region__name"], dealers=row["n"])
+    else:
+        result[None] = Kpis(key=None, label="Programme", dealers=organisations.count())
+
+    def row(k) -> Kpis | None:
+        return result.get(k)
+
+    # revenue, this period and the year before, and the product mix
+    previous = period.previous_year()
+    sales = Sale.objects.filter(reseller__in=organisations)
+    this = Q(sold_on__gte=period.start, sold_on__lte=period.end)
+    before = Q(sold_on__gte=previous.start, sold_on__lte=previous.end)
+    for k, v in _group(
+        sales.filter(this | before), sale_key, now=Sum("amount", filter=this), then=Sum("amount", filter=before)
+    ).items():
+        if r := row(k):
+            r.revenue, r.revenue_previous = v["now"] or ZERO, v["then"] or ZERO
+    mix = sales.filter(this)
+    mix_rows = (
+        mix.values(*([sale_key] if sale_key else []), "product_line__name").order_by().annotate(amount=Sum("amount"))
+    )
+    for m in mix_rows:
+        r = row(m[sale_key] if sale_key else None)
+        if r:
+            r.product_mix.append((m["product_line__name"], m["amount"], ZERO))
+    for r in result.values():
+        r.product_mix.sort(key=lambda item: (-item[1], item[0]))
+        r.product_mix = [(name, amount, _share(amount, r.revenue) or ZERO) for name, amount, _ in r.product_mix]
+
+    # registrations
+    registrations = Registration.objects.filter(organisation__in=organisations)
+    submitted = Q(first_submitted_at__date__gte=period.start, first_submitted_at__date__lte=period.end)
+    won_in = Q(status=Status.WON, won_date__gte=period.start, won_date__lte=period.end)
+    decided_in = Q(decided_at__date__gte=period.start, decided_at__date__lte=period.end, decided_in_time__isnull=False)
+    cycle = ExpressionWrapper(F("won_date") - TruncDate("first_submitted_at"), output_field=DurationField())
+    for k, v in _group(
+        registrations,
+        org_key,
+        submitted=Count("pk", filter=submitted),
+        closed=Count("pk", filter=submitted & Q(status__in=ENDED_AFTER_APPROVAL)),
+        won=Count("pk", filter=submitted & Q(status=Status.WON)),
+        average_deal=Avg("won_value", filter=won_in),
+        cycle=Avg(cycle, filter=won_in),
+        pipeline=Sum("expected_value", filter=Q(status=Status.APPROVED, protected_until__gte=today)),
+        pipeline_count=Count("pk", filter=Q(status=Status.APPROVED, protected_until__gte=today)),
+        decided=Count("pk", filter=decided_in),
+        in_time=Count("pk", filter=decided_in & Q(decided_in_time=True)),
+    ).items():
+        if r := row(k):
+            r.registrations, r.closed, r.won = v["submitted"], v["closed"], v["won"]
+            r.average_deal = _q(v["average_deal"]) if v["average_deal"] is not None else None
+            r.cycle_days = _days(v["cycle"])
+            r.pipeline, r.pipeline_count = v["pipeline"] or ZERO, v["pipeline_count"]
+            r.decided, r.decided_in_time = v["decided"], v["in_time"]
+    for k, m in medians(registrations.filter(decided_in), org_key, "review_working_hours").items():
+        if r := row(k):
+            r.median_review_hours = m
+
+    # certifications held at the end of the period, against what each dealer's tier asks
+    programme = TierProgramme.load()
+    held = {
+        row_["organisation_id"]: row_["n"]
+        for row_ in CertificationHolding.objects.filter(organisation__in=organisations, valid_until__gte=period.end)
+        .values("organisation_id")
+        .order_by()
+        .annotate(n=Count("certification", distinct=True))
+    }
+    asked = _certifications_asked(organisations, programme, today)
+    for pk, region_id in organisations.values_list("pk", "region_id"):
+        k = pk if level == "dealer" else region_id if level == "region" else None
+        if r := row(k):
+            r.certifications_held += min(held.get(pk, 0), asked[pk])
+            r.certifications_asked += asked[pk]
+
+    # portal log-ins and customer satisfaction
+    for k, (count, people) in _logins(organisations, period, org_key).items():
+        if r := row(k):
+            r.logins, r.login_people = count, people
+    scores = SatisfactionScore.objects.filter(
+        organisation__in=organisations, recorded_on__gte=period.start, recorded_on__lte=period.end
+    )
+    for k, v in _group(scores, org_key, avg=Avg("score"), n=Count("pk")).items():
+        if (r := row(k)) and v["n"]:
+            r.satisfaction, r.satisfaction_count = _q(v["avg"]), v["n"]
+    return result
+
+
+def _days(value) -> Decimal | None:
+    """An average duration (a timedelta; some backends give microseconds) in days, 0.1 precise."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return _q(Decimal(value.total_seconds()) / Decimal(86400), Decimal("0.1"))
+    return _q(Decimal(value) / Decimal(86_400_000_000), Decimal("0.1"))
+
+
+def applied_tiers(organisations, today: date) -> dict[int, Tier]:
+    """The tier that applies to each dealer now (an override included; never evaluated: the
+    lowest tier), in two queries."""
+    tiers = {t.pk: t for t in Tier.objects.all()}
+    if not tiers:
+        return {}
+    lowest = max(tiers.values(), key=lambda t: t.rank)
+    result = {pk: lowest for pk in organisations.values_list("pk", flat=True)}
+    standings = DealerStanding.objects.filter(organisation__in=organisations).only(
+        "organisation_id", "tier_id", "override_tier_id", "override_until"
+    )
+    for s in standings:
+        result[s.organisation_id] = tiers[s.override_tier_id] if s.override_active(today) else tiers[s.tier_id]
+    return result
+
+
+def _certifications_asked(organisations, programme: TierProgramme, today: date) -> dict[int, int]:
+    """What each dealer's tier asks: the tier's minimum number of certifications, else the
+    programme's target."""
+    tiers = applied_tiers(organisations, today)
+    return {
+        pk: (tiers[pk].min_certifications if pk in tiers else None) or programme.certifications_target
+        for pk in organisations.values_list("pk", flat=True)
+    }
+
+
+def _logins(organisations, period: Period, key: str | None) -> dict:
+    from dealers.models import LoginRecord
+
+    records = LoginRecord.objects.filter(
+        organisation__in=organisations, at__date__gte=period.start, at__date__lte=period.end
+    )
+    return {
+        k: (v["n"], v["people"])
+        for k, v in _group(records, key, n=Count("pk"), people=Count("user", distinct=True)).items()
+    }
