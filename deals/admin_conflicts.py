@@ -190,7 +190,7 @@ class ConflictAdmin(admin.ModelAdmin):
             {"registration": r, "is_later": r.pk == later.pk, "match": by_other.get(r.pk)} for r in registrations
         ]
         suggested = columns[0]["registration"] if columns else None
-        escalation = later.events.filter(action="escalate").select_related("actor").order_by("created_at").last()
+        escalation = later.events.filter(action="escalate").select_related("actor").order_by("created_at", "pk").last()
         return {
             "columns": columns,
             "later": later,

@@ -142,7 +142,7 @@ def test_the_job_redacts_the_contact_in_history_notes_and_stored_emails(world):
 
     assert contact_of(registration) == ANONYMISED_CONTACT
     assert registration.next_steps == "Demo for (anonymised)"
-    info, withdrawal = registration.events.filter(action__in=["request_info", "withdraw"]).order_by("created_at")
+    info, withdrawal = registration.events.filter(action__in=["request_info", "withdraw"]).order_by("created_at", "pk")
     assert info.reason == "Which site does (anonymised) manage?"
     assert info.internal_note == "Called (anonymised); Jan de Vriesland is his colleague"
     assert withdrawal.reason == "(anonymised) left"
