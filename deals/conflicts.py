@@ -110,6 +110,25 @@ def _candidate_customers(customer: Customer):
     return Customer.objects.filter(by_key | by_name).filter(pk__in=active_customers).exclude(pk=customer.pk)
 
 
+KEYS = ("vat_key", "register_key", "domain_key")
+
+
+def _plausible_candidates(customer: Customer, apart: set[int]) -> list[Customer]:
+    """The candidates that deals.matching.match may call the same customer: every key hit, and the
+    similar names that pass matching.names_may_match on the stored name keys. A common trade word
+    brings in hundreds of trigram-similar names; only their keys are read, and the few that pass
+    are loaded whole (match() normalises the names again, which is the expensive part)."""
+    own = {key: getattr(customer, key) for key in KEYS}
+    rows = _candidate_customers(customer).exclude(pk__in=apart).order_by().values_list("pk", "name_key", *KEYS)
+    plausible = [
+        pk
+        for pk, name_key, *keys in rows
+        if any(value and value == own[key] for key, value in zip(KEYS, keys, strict=True))
+        or matching.names_may_match(customer.name_key, name_key)
+    ]
+    return list(Customer.objects.filter(pk__in=plausible).order_by("pk")) if plausible else []
+
+
 def _ruled_apart(customer: Customer) -> set[int]:
     pairs = NotSameCustomer.objects.filter(Q(customer_low=customer) | Q(customer_high=customer))
     return {p.customer_high_id if p.customer_low_id == customer.pk else p.customer_low_id for p in pairs}
@@ -129,7 +148,7 @@ def conflicts_detect(registration: Registration) -> Detection:
     result = Detection()
     duplicates = []
     matches = {}
-    for candidate in _candidate_customers(customer).exclude(pk__in=apart):
+    for candidate in _plausible_candidates(customer, apart):
         found = matching.match(record, candidate.as_match_record())
         if found.is_same_customer:
             matches[candidate.pk] = found

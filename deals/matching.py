@@ -239,6 +239,17 @@ def _compare_names(x: str, y: str) -> tuple[str, float, float, str]:
     return "", similarity, 0.0, reason
 
 
+def names_may_match(x: str, y: str) -> bool:
+    """A cheap first test on two normalised names (``name_key``): False only where ``match`` can
+    never call them the same name (not equal, not the same words or letters, under 90 % similar).
+    The conflict check runs the full ``match`` on the rest and on every key hit."""
+    if not (x and y):
+        return False
+    if x == y or x.replace(" ", "") == y.replace(" ", ""):
+        return True
+    return fuzz.ratio(x, y) >= NAME_THRESHOLD or fuzz.token_sort_ratio(x, y) >= NAME_THRESHOLD
+
+
 def match(a: Mapping, b: Mapping) -> Match:
     """Compare two customer records; see the module docstring for the rules."""
     # Work on a fixed order of the two records so that match(a, b) == match(b, a), reasons included.

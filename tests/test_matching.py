@@ -1,12 +1,15 @@
 """Customer matching for channel-conflict detection: pure functions, no database."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deals.matching import (
     Match,
     company_digits,
     match,
     name_key,
+    names_may_match,
     normalize_domain,
     normalize_name,
     normalize_vat,
@@ -129,6 +132,52 @@ def test_not_same_customer(label, a, b):
 @pytest.mark.parametrize(("label", "a", "b"), SAME + NOT_SAME, ids=[c[0] for c in SAME + NOT_SAME])
 def test_match_is_symmetric(label, a, b):
     assert match(a, b) == match(b, a)
+
+
+def _name_only(record):
+    return {"name": record["name"], "country": record.get("country"), "city": record.get("city", "")}
+
+
+@pytest.mark.parametrize(("label", "a", "b"), SAME, ids=[c[0] for c in SAME])
+def test_the_cheap_name_test_keeps_every_name_match(label, a, b):
+    """The conflict check skips match() for candidates that fail names_may_match (and share no key):
+    every pair match() accepts on the names alone must pass it."""
+    if match(_name_only(a), _name_only(b)).is_same_customer:
+        assert names_may_match(name_key(a["name"]), name_key(b["name"]))
+
+
+WORDS = ["bakkerij", "jansen", "van", "der", "berg", "installatie", "techniek", "müller", "söhne", "de", "vries", "&"]
+FORMS = ["", " B.V.", " bv", " GmbH", " NV", " VOF", " Ltd"]
+
+
+@settings(deadline=None)
+@given(
+    words=st.lists(st.sampled_from(WORDS), min_size=1, max_size=4),
+    edit=st.sampled_from(["typo", "swap", "join", "case", "none"]),
+    at=st.integers(min_value=0, max_value=50),
+    letter=st.sampled_from("aeiknrst"),
+    forms=st.tuples(st.sampled_from(FORMS), st.sampled_from(FORMS)),
+)
+def test_names_may_match_never_drops_what_match_accepts(words, edit, at, letter, forms):
+    name = " ".join(words)
+    other = name
+    if edit == "typo":
+        i = at % len(name)
+        other = name[:i] + letter + name[i + 1 :]
+    elif edit == "swap" and len(words) > 1:
+        other = " ".join(words[1:] + words[:1])
+    elif edit == "join" and len(words) > 1:
+        other = "".join(words[:2]) + " " + " ".join(words[2:])
+    elif edit == "case":
+        other = name.upper()
+    a, b = rec(name + forms[0]), rec(other + forms[1])
+    if match(a, b).is_same_customer:
+        assert names_may_match(name_key(a["name"]), name_key(b["name"]))
+
+
+def test_names_may_match_refuses_different_names():
+    assert not names_may_match(name_key("Bakkerij Jansen"), name_key("Slagerij de Vries"))
+    assert not names_may_match("", "jansen")
 
 
 def test_table_is_large_enough():
