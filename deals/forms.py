@@ -147,10 +147,22 @@ class ProductSelect(forms.Select):
         return option
 
 
+class FiniteDecimalField(forms.DecimalField):
+    """A DecimalField that refuses NaN and Infinity while converting, not only when validating:
+    Django's has_changed() compares the converted value with the initial one, and a signalling NaN
+    ("sNaN") raises InvalidOperation there, a server error on the edit form's lines."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is not None and not value.is_finite():
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return value
+
+
 class LineForm(forms.Form):
     product = forms.ModelChoiceField(queryset=Product.objects.none(), required=False)
     quantity = forms.IntegerField(min_value=1, max_value=1_000_000, required=False)
-    value = forms.DecimalField(
+    value = FiniteDecimalField(
         max_digits=14,
         decimal_places=2,
         min_value=Decimal("0.01"),
@@ -230,7 +242,7 @@ class DecisionTextForm(forms.Form):
 
 
 class WonForm(forms.Form):
-    won_value = forms.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"), label="Won value (EUR)")
+    won_value = FiniteDecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"), label="Won value (EUR)")
     won_date = forms.DateField(widget=DateInput(), label="Date won")
 
 
