@@ -143,6 +143,10 @@ ACCOUNT_LOGOUT_REDIRECT_URL = "account_login"
 
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "Partner portal"
+# The code of the previous and next 30-second period is accepted too (RFC 6238 §5.2: one step of
+# drift). With allauth's default of none, a right code typed late in its period, or a request that
+# queued a few seconds on a busy server, came back "Incorrect code" and counted towards the lock-out.
+MFA_TOTP_TOLERANCE = 1
 MFA_FORMS = {"authenticate": "dealers.lockout.LockoutAwareAuthenticateForm"}
 # Vendor staff decide on other companies' pipelines: they must use a second factor. Off only
 # under `make run`'s development defaults, so that the demo log-ins work without an app.

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -140,6 +141,20 @@ def test_the_right_code_logs_in_and_clears_the_failures(world, client):
     response = client.post(reverse("mfa_authenticate"), {"code": sorted(totp_codes())[0]})
     assert response.status_code == 302 and logged_in(client)
     assert not AccessAttempt.objects.filter(username=world.pm_a.email).exists()
+
+
+def test_the_code_of_the_period_before_still_logs_in(world, client):
+    """A code typed as its period ends reaches the server in the next one (or queues behind other
+    requests): one period of drift is accepted, two are not."""
+    counter = int(time.time()) // 30
+    with time_machine.travel(time.time() + 30, tick=False):  # the server is one period further
+        log_in(client, world.pm_a.email)
+        two_before = format_hotp_value(hotp_value(TOTP_SECRET, counter - 1))
+        assert client.post(reverse("mfa_authenticate"), {"code": two_before}).status_code == 200
+        assert not logged_in(client)
+        one_before = format_hotp_value(hotp_value(TOTP_SECRET, counter))
+        response = client.post(reverse("mfa_authenticate"), {"code": one_before})
+        assert response.status_code == 302 and logged_in(client)
 
 
 # --- rate limits ----------------------------------------------------------------------------------
