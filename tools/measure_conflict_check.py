@@ -28,7 +28,6 @@ Everything random comes from --seed (timestamps are relative to the time of the 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import statistics
@@ -43,291 +42,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prm.settings")
 
-# --- word lists ------------------------------------------------------------------------------------
+from prm.scaledata import (  # noqa: E402  (the project root on sys.path first)
+    BRAND_HEADS,
+    BRAND_TAILS,
+    FAMILIES,
+    INITIALS,
+    PLACES,
+    _pick,
+    business_name,
+    copy_rows,
+    postcode,
+    typo,
+    variant,
+    vat_number,
+    website,
+)
 
-TRADES = {
-    "NL": """Bakkerij Slagerij Installatiebedrijf Autobedrijf Tandartspraktijk Hotel Camping Transport
-        Bouwbedrijf Schildersbedrijf Loodgietersbedrijf Timmerbedrijf Hoveniersbedrijf Kapsalon
-        Fysiotherapie Huisartsenpraktijk Accountantskantoor Advocatenkantoor Notariskantoor Makelaardij
-        Garage Rijschool Restaurant Eetcafé Brasserie Bloemisterij Kwekerij Drukkerij Metaalbewerking
-        Elektrotechniek Dakdekkersbedrijf Tegelhandel Keukenstudio Fietsenwinkel Opticien Apotheek
-        Dierenkliniek Schoonmaakbedrijf Verhuisbedrijf Aannemersbedrijf Zorgboerderij Kinderopvang
-        Administratiekantoor Groothandel Handelsonderneming Vishandel Kaashandel Wijnhandel
-        Machinefabriek Staalbouw Houthandel Loonbedrijf Melkveebedrijf Tuincentrum Bouwmaterialen
-        Interieurbouw Stukadoorsbedrijf Glazenwasserij Koeltechniek Installatietechniek Logistiek""".split(),
-    "BE": """Bakkerij Slagerij Beenhouwerij Installatiebedrijf Autobedrijf Tandartspraktijk Hotel Camping
-        Transport Bouwonderneming Schrijnwerkerij Schilderwerken Dakwerken Frituur Brouwerij
-        Chocolaterie Boulangerie Boucherie Garage Brasserie Taverne Immo Kapsalon Kinesitherapie
-        Boekhoudkantoor Advocatenkantoor Notariaat Drukkerij Elektriciteitswerken Sanitair Verwarming
-        Tuinaanleg Bloemen Apotheek Dierenartsenpraktijk Schoonmaak Verhuizingen Aannemingen
-        Groothandel Vishandel Wijnhandel Metaalconstructie Houthandel Landbouwbedrijf Tuincentrum
-        Bouwmaterialen Interieur Keukens Fietsen Optiek Traiteur Restaurant Bistro""".split(),
-    "DE": """Bäckerei Metzgerei Autohaus Zahnarztpraxis Hotel Gasthaus Spedition Bauunternehmen Elektro
-        Sanitär Heizungsbau Malerbetrieb Dachdeckerei Tischlerei Schreinerei Steuerberatung
-        Rechtsanwaltskanzlei Ingenieurbüro Gartenbau Autowerkstatt Physiotherapie Apotheke Druckerei
-        Maschinenbau Metallbau Getränkehandel Friseursalon Immobilien Fahrschule Reisebüro Landhandel
-        Fliesenleger Zimmerei Kältetechnik Haustechnik Logistik Transporte Bauelemente Gebäudereinigung
-        Umzüge Blumenhaus Gärtnerei Brauerei Weinhandel Holzhandel Baustoffe Küchenstudio Optik
-        Tierarztpraxis Kfz-Service""".split(),
-}
-FAMILIES = {
-    "NL": [
-        "Jansen",
-        "de Vries",
-        "van den Berg",
-        "Bakker",
-        "Visser",
-        "Smit",
-        "Meijer",
-        "de Boer",
-        "Mulder",
-        "de Groot",
-        "Bos",
-        "Vos",
-        "Peters",
-        "Hendriks",
-        "Dekker",
-        "van Leeuwen",
-        "Dijkstra",
-        "Brouwer",
-        "de Wit",
-        "van Dijk",
-        "Janssen",
-        "de Jong",
-        "van der Meer",
-        "Kok",
-        "Jacobs",
-        "de Haan",
-        "Vermeulen",
-        "van den Heuvel",
-        "van der Veen",
-        "van den Broek",
-        "de Bruijn",
-        "de Graaf",
-        "Schouten",
-        "van Beek",
-        "Willems",
-        "van Vliet",
-        "Hoekstra",
-        "Maas",
-        "Verhoeven",
-        "Koster",
-        "van Dam",
-        "Prins",
-        "Blom",
-        "Huisman",
-        "Kuipers",
-        "van Wijk",
-        "Post",
-        "Kuiper",
-        "Veenstra",
-        "Kramer",
-        "van den Brink",
-        "Scholten",
-        "Postma",
-        "Martens",
-        "Vink",
-        "de Ruiter",
-        "Timmermans",
-        "Groen",
-        "Gerritsen",
-        "Jonker",
-        "van Loon",
-        "Boer",
-        "van der Linden",
-        "Bosch",
-        "Kooistra",
-        "Hermans",
-        "Wouters",
-        "Hoogendoorn",
-        "Evers",
-        "Smits",
-        "van der Heijden",
-        "Sanders",
-        "Brink",
-        "Verbeek",
-        "Bakker",
-        "Molenaar",
-        "Zijlstra",
-        "van Rijn",
-        "Wolters",
-        "Haverkamp",
-        "Nijhuis",
-        "Oosterhuis",
-        "Wessels",
-        "Pronk",
-    ],
-    "BE": [
-        "Peeters",
-        "Janssens",
-        "Maes",
-        "Jacobs",
-        "Mertens",
-        "Willems",
-        "Claes",
-        "Goossens",
-        "Wouters",
-        "De Smet",
-        "Dubois",
-        "Lambert",
-        "Dupont",
-        "Martin",
-        "Vermeulen",
-        "Van den Bossche",
-        "De Clercq",
-        "Pauwels",
-        "Hermans",
-        "Aerts",
-        "Desmet",
-        "Van Damme",
-        "Michiels",
-        "Declercq",
-        "Leclercq",
-        "Lemaire",
-        "Verstraete",
-        "De Backer",
-        "Stevens",
-        "Cools",
-        "Claeys",
-        "Smets",
-        "Lenaerts",
-        "Dumont",
-        "Van de Velde",
-        "Van Hecke",
-        "De Vos",
-        "Coppens",
-        "Segers",
-        "Verhaegen",
-        "Hendrickx",
-        "Vandenberghe",
-        "Wuyts",
-        "Dierckx",
-        "Baert",
-        "Verbeke",
-        "Moens",
-        "Thys",
-        "Bogaerts",
-        "Van Acker",
-    ],
-    "DE": [
-        "Müller",
-        "Schmidt",
-        "Schneider",
-        "Fischer",
-        "Weber",
-        "Meyer",
-        "Wagner",
-        "Becker",
-        "Schulz",
-        "Hoffmann",
-        "Schäfer",
-        "Koch",
-        "Bauer",
-        "Richter",
-        "Klein",
-        "Wolf",
-        "Schröder",
-        "Neumann",
-        "Schwarz",
-        "Zimmermann",
-        "Braun",
-        "Krüger",
-        "Hofmann",
-        "Hartmann",
-        "Lange",
-        "Schmitt",
-        "Werner",
-        "Schmitz",
-        "Krause",
-        "Meier",
-        "Lehmann",
-        "Schmid",
-        "Schulze",
-        "Maier",
-        "Köhler",
-        "Herrmann",
-        "König",
-        "Walter",
-        "Mayer",
-        "Huber",
-        "Kaiser",
-        "Fuchs",
-        "Peters",
-        "Lang",
-        "Scholz",
-        "Möller",
-        "Weiß",
-        "Jung",
-        "Hahn",
-        "Schubert",
-        "Vogel",
-        "Friedrich",
-        "Keller",
-        "Günther",
-        "Frank",
-        "Berger",
-        "Winkler",
-        "Roth",
-        "Beck",
-        "Lorenz",
-        "Baumann",
-        "Franke",
-        "Albrecht",
-        "Ludwig",
-        "Winter",
-        "Kraus",
-        "Martin",
-        "Schumacher",
-    ],
-}
-PLACES = {
-    "NL": """Amsterdam Rotterdam Utrecht Eindhoven Groningen Tilburg Almere Breda Nijmegen Apeldoorn
-        Haarlem Arnhem Enschede Amersfoort Zaandam Zwolle Leiden Maastricht Dordrecht Ede Alkmaar Emmen
-        Delft Deventer Venlo Helmond Oss Hilversum Leeuwarden Assen Goes Middelburg Harderwijk Veenendaal
-        Roermond Sneek Heerenveen Zeist Gouda Hoorn Purmerend Woerden Kampen Meppel Doetinchem Tiel
-        Zutphen Weert Hengelo Almelo Oldenzaal Drachten Schagen Heerhugowaard Barneveld Nunspeet""".split(),
-    "BE": """Antwerpen Gent Brugge Leuven Mechelen Aalst Hasselt Kortrijk Oostende Sint-Niklaas Genk
-        Roeselare Turnhout Brussel Liège Namur Charleroi Mons Wavre Waregem Lier Geel Tienen Ieper
-        Dendermonde Lokeren Herentals Mol Beveren Tongeren Diest Ninove Deinze Torhout Tielt""".split(),
-    "DE": """Berlin Hamburg München Köln Frankfurt Düsseldorf Dortmund Essen Bremen Hannover Duisburg
-        Münster Aachen Bielefeld Bonn Kleve Emmerich Bocholt Krefeld Mönchengladbach Osnabrück Oldenburg
-        Paderborn Wesel Nordhorn Lingen Gronau Goch Borken Coesfeld Rheine Ahaus Meppen Leer Emden
-        Viersen Neuss Moers Geldern Xanten""".split(),
-}
-FANTASY = {
-    "NL": (
-        "De Gouden|De Zilveren|De Groene|De Witte|De Oude|De Nieuwe|De Blauwe|De Rode|Het Oude|De Vrolijke".split("|"),
-        """Leeuw Molen Ster Zwaan Eik Linde Haven Brug Toren Korenschoof Hoeve Akker Bron Wieken Klaver
-        Vlinder Zon Maan Horizon Kroon Pauw Valk Hert Ketel Sleutel""".split(),
-    ),
-    "BE": (
-        "De Gouden|De Zilveren|De Groene|De Witte|De Oude|Le Petit|La Belle|Au Bon|De Kleine|Den".split("|"),
-        """Leeuw Molen Ster Zwaan Eik Linde Haven Brug Toren Hoeve Akker Bron Klaver Zon Kroon Pauw
-        Valk Hert Anker Moulin Soleil Coin Pain Panier""".split(),
-    ),
-    "DE": (
-        "Zum Goldenen|Zur Alten|Zum Weißen|Zum Grünen|Zur Neuen|Zum Roten|Zum Schwarzen|Zur Blauen".split("|"),
-        """Löwen Mühle Stern Schwan Eiche Linde Hafen Brücke Turm Hirsch Adler Krone Anker Rose Sonne
-        Bären Ochsen Lamm Hof Quelle""".split(),
-    ),
-}
-BRAND_HEADS = """Techno Euro Prima Nova Multi Inter Flex Pro Top Duo Mega Eco Bio Smart Total Quick
-    Alpha Delta Omega Solid Green Blue Star Noord Zuid Oost West Hollands Vlaams Rhein Ems Maas
-    Kempen Twente Brabant Veluwe Zeeland Limburg Eifel Sauer Rijn Dijk Polder Duin""".split()
-BRAND_TAILS = """tech bouw service logistics solutions systems groep care vision line point net works
-    plan team partners projects montage support consult trade data print clean energy""".split()
-FORMS = {
-    "NL": ["B.V.", "BV", "B.V.", "V.O.F.", "VOF", "Holding B.V.", "", "", "", "C.V.", "B.V.", "bv"],
-    "BE": ["NV", "BV", "BVBA", "VOF", "CommV", "SRL", "SA", "", "", "bv", "nv", "SPRL"],
-    "DE": ["GmbH", "GmbH & Co. KG", "KG", "e.K.", "UG (haftungsbeschränkt)", "OHG", "AG", "", "GmbH", "gmbh"],
-}
-INITIALS = "ABCDEFGHJKLMNPRSTW"
+# --- word lists, names and their variants: prm.scaledata --------------------------------------------
+
 COUNTRY_WEIGHTS = (("NL", 0.5), ("BE", 0.25), ("DE", 0.25))
 ACTIVE_MIX = (("approved", 0.7), ("submitted", 0.3))
-
-
-def _pick(rng: random.Random, options):
-    return options[int(rng.random() * len(options))]
 
 
 def _country(rng: random.Random) -> str:
@@ -337,113 +71,6 @@ def _country(rng: random.Random) -> str:
             return code
         x -= weight
     return "NL"
-
-
-def business_name(rng: random.Random, country: str) -> str:
-    trade, family, place = _pick(rng, TRADES[country]), _pick(rng, FAMILIES[country]), _pick(rng, PLACES[country])
-    pattern = rng.random()
-    if pattern < 0.22:
-        core = f"{trade} {family}"
-    elif pattern < 0.34:
-        core = f"{family} {trade}"
-    elif pattern < 0.50:
-        core = f"{trade} {family} {place}"
-    elif pattern < 0.60:
-        adjective, noun = _pick(rng, FANTASY[country][0]), _pick(rng, FANTASY[country][1])
-        core = f"{trade} {adjective} {noun}"
-    elif pattern < 0.68:
-        sons = {"NL": "& Zonen", "BE": "& Zonen", "DE": "& Söhne"}[country]
-        core = f"{family} {sons}" + (f" {trade}" if rng.random() < 0.5 else "")
-    elif pattern < 0.76:
-        other = _pick(rng, FAMILIES[country])
-        core = f"{family} & {other} {trade}"
-    elif pattern < 0.84:
-        core = f"{_pick(rng, INITIALS)}. {family} {trade}"
-    elif pattern < 0.90:
-        core = f"{trade} {place}"
-    else:
-        core = f"{_pick(rng, BRAND_HEADS)}{_pick(rng, BRAND_TAILS)}" + (f" {place}" if rng.random() < 0.4 else "")
-    form = _pick(rng, FORMS[country])
-    if form and country == "BE" and rng.random() < 0.3:
-        return f"{form} {core}"  # the Belgian habit: "NV Peeters Bouw"
-    return f"{core} {form}".strip()
-
-
-def postcode(rng: random.Random, country: str) -> str:
-    if country == "NL":
-        return f"{rng.randint(1000, 9999)} {rng.choice('ABCDEFGHJKLMNPRSTVWXZ')}{rng.choice('ABCDEFGHJKLMNPRSTVWXZ')}"
-    if country == "BE":
-        return str(rng.randint(1000, 9999))
-    return f"{rng.randint(10000, 99999)}"
-
-
-def vat_number(rng: random.Random, country: str) -> tuple[str, str]:
-    """(VAT number as typed, company number as typed)."""
-    digits = f"{rng.randint(0, 999_999_999):09d}"
-    if country == "NL":
-        vat = f"NL{digits}B{rng.randint(1, 9):02d}"
-        company = f"{rng.randint(10_000_000, 99_999_999)}" if rng.random() < 0.5 else ""
-    elif country == "BE":
-        kbo = f"0{digits}"
-        vat = rng.choice([f"BE{kbo}", f"BE {kbo[:4]}.{kbo[4:7]}.{kbo[7:]}", f"be{kbo}"])
-        company = ""
-    else:
-        vat = f"DE{digits}"
-        company = f"HRB {rng.randint(1000, 99999)}" if rng.random() < 0.4 else ""
-    return vat, company
-
-
-def website(rng: random.Random, name: str, country: str, city: str) -> str:
-    slug = "".join(c for c in name.lower().split(" b.v")[0].split(" gmbh")[0] if c.isalnum())[:40]
-    if rng.random() < 0.3:
-        slug += "-" + "".join(c for c in city.lower() if c.isalnum())
-    tld = {"NL": ".nl", "BE": ".be", "DE": ".de"}[country]
-    return rng.choice(["https://www.", "www.", "http://", ""]) + slug + rng.choice([tld, tld, tld, ".com", ".eu"])
-
-
-# --- probes ----------------------------------------------------------------------------------------
-
-
-def typo(rng: random.Random, name: str) -> str:
-    words = name.split()
-    long_words = [i for i, w in enumerate(words) if len(w) >= 5 and w.isalpha()]
-    if not long_words:
-        return name + "s"
-    i = rng.choice(long_words)
-    w = words[i]
-    p = rng.randint(1, len(w) - 2)
-    kind = rng.random()
-    if kind < 0.3:
-        w = w[:p] + w[p + 1] + w[p] + w[p + 2 :]  # swapped letters
-    elif kind < 0.55:
-        w = w[:p] + w[p + 1 :]  # dropped letter
-    elif kind < 0.8:
-        w = w[:p] + rng.choice("aeiounrst") + w[p + 1 :]  # changed letter
-    else:
-        w = w[:p] + w[p] + w[p:]  # doubled letter
-    words[i] = w
-    return " ".join(words)
-
-
-def variant(rng: random.Random, name: str, country: str) -> str:
-    """Another way of writing the same name: legal form changed/dropped, word order, case."""
-    core = name
-    for form in sorted({f for f in FORMS[country] if f}, key=len, reverse=True):
-        if core.endswith(" " + form):
-            core = core[: -len(form) - 1]
-            break
-        if core.startswith(form + " "):
-            core = core[len(form) + 1 :]
-            break
-    kind = rng.random()
-    if kind < 0.35:
-        return f"{core} {_pick(rng, [f for f in FORMS[country] if f])}"
-    if kind < 0.55:
-        return core.upper() if rng.random() < 0.5 else core.lower()
-    if kind < 0.8 and len(core.split()) >= 2:
-        words = core.split()
-        return " ".join(words[1:] + words[:1])
-    return core
 
 
 # --- helpers -----------------------------------------------------------------------------------------
@@ -463,45 +90,6 @@ def summary(label: str, ms: list[float]) -> str:
         f"{label}: p50 {percentile(ms, 50):.1f} ms, p95 {percentile(ms, 95):.1f} ms, "
         f"max {max(ms):.1f} ms, mean {statistics.fmean(ms):.1f} ms (n={len(ms)})"
     )
-
-
-def _copy_value(value) -> str:
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    text = str(value)
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return text
-
-
-def copy_rows(model, rows: list[dict]) -> None:
-    """COPY rows (dicts of attname -> value) into model's table; missing fields get their defaults."""
-    from django.db import connection
-
-    fields = model._meta.concrete_fields
-    defaults = {}
-    for f in fields:
-        if f.has_default():
-            defaults[f.attname] = f.get_default()
-        elif f.null:
-            defaults[f.attname] = None
-        elif f.blank and f.get_internal_type() in ("CharField", "TextField", "EmailField", "URLField", "SlugField"):
-            defaults[f.attname] = ""
-    names = [f.attname for f in fields]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    buffer = io.StringIO()
-    for row in rows:
-        buffer.write("\t".join(_copy_value(row[n] if n in row else defaults[n]) for n in names))
-        buffer.write("\n")
-    buffer.seek(0)
-    with connection.cursor() as cursor:
-        cursor.cursor.copy_expert(f"COPY {model._meta.db_table} ({columns}) FROM STDIN", buffer)
 
 
 # --- database ---------------------------------------------------------------------------------------

@@ -47,8 +47,6 @@ Everything random comes from --seed; dates are relative to day D (--day, default
 from __future__ import annotations
 
 import argparse
-import io
-import math
 import os
 import random
 import re
@@ -59,7 +57,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -71,6 +69,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "prm.settings")
 # would try to send "email N" of its own database.
 os.environ["CELERY_BROKER_URL"] = "memory://localhost/"
 
+from prm.scaledata import (  # noqa: E402  (the project root on sys.path first)
+    CERTIFICATIONS,
+    _next_id,
+    _pick,
+    _setval,
+    _weighted,
+    copy_rows,
+    reseller_tier_activity,
+)
+from prm.scaledata import SALE_CITIES as CITIES  # noqa: E402
+
 REGIONS = [  # name, code, country, share of the dealers
     ("Measure NL Randstad", "m-nl-randstad", "NL", 0.22),
     ("Measure NL Noord-Oost", "m-nl-noordoost", "NL", 0.14),
@@ -80,116 +89,14 @@ REGIONS = [  # name, code, country, share of the dealers
     ("Measure DE West", "m-de-west", "DE", 0.16),
     ("Measure DE Nord", "m-de-nord", "DE", 0.12),
 ]
-CITIES = {
-    "NL": "Amsterdam Rotterdam Utrecht Eindhoven Groningen Tilburg Almere Breda Nijmegen Apeldoorn Haarlem "
-    "Arnhem Enschede Amersfoort Zwolle Leiden Maastricht Dordrecht Ede Alkmaar Delft Deventer Venlo".split(),
-    "BE": "Antwerpen Gent Brugge Leuven Mechelen Aalst Hasselt Kortrijk Oostende Genk Roeselare Turnhout "
-    "Brussel Liège Namur Charleroi Mons Wavre Arlon".split(),
-    "DE": "Köln Düsseldorf Dortmund Essen Duisburg Münster Aachen Bielefeld Bonn Kleve Krefeld Osnabrück "
-    "Oldenburg Hamburg Bremen Hannover Emden Leer Meppen".split(),
-}
 HEADS = """Techno Euro Prima Nova Multi Inter Flex Pro Top Duo Mega Eco Bio Smart Total Quick Alpha Delta
     Omega Solid Green Blue Star Noord Zuid Oost West Rhein Ems Maas Kempen Twente Brabant Veluwe""".split()
 TAILS = """tech bouw service logistics solutions systems groep care vision line point net works plan
     team partners projects montage support consult trade data print clean energy""".split()
-CUSTOMER_WORDS = """Bakkerij Autobedrijf Hotel Transport Bouwbedrijf Garage Restaurant Drukkerij Apotheek
-    Groothandel Spedition Metallbau Tischlerei Brouwerij Traiteur Kinesitherapie Logistik Zorg""".split()
-FAMILIES = """Jansen de Vries Bakker Visser Smit Meijer Peeters Maes Claes Wouters Müller Schmidt Fischer
-    Weber Becker Koch Hoffmann Wagner Dubois Lambert""".split()
-CERTIFICATIONS = [
-    ("Installer basic", "inst-basic"),
-    ("Installer advanced", "inst-adv"),
-    ("Service technician", "service"),
-    ("Pre-sales engineer", "presales"),
-    ("Solution architect", "architect"),
-    ("Security specialist", "security"),
-    ("Cloud specialist", "cloud"),
-    ("Sales professional", "sales-pro"),
-]
 STATUS_MIX = (("active", 0.80), ("onboarding", 0.06), ("improvement_plan", 0.05), ("phasing_out", 0.04))
 # the rest (5 %) terminated: not evaluated
 MARKER_CODE = "measure-tiers"
 MARKER_RE = re.compile(r"tiers dealers=(\d+) seed=(-?\d+) max_sales=(\d+) day=(\d{4}-\d\d-\d\d)")
-
-
-def _pick(rng: random.Random, options):
-    return options[int(rng.random() * len(options))]
-
-
-def _weighted(rng: random.Random, pairs, default):
-    x = rng.random()
-    for value, weight in pairs:
-        if x < weight:
-            return value
-        x -= weight
-    return default
-
-
-# --- COPY helpers ------------------------------------------------------------------------------------
-
-
-def _copy_value(value) -> str:
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    text = str(value)
-    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
-        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    return text
-
-
-def copy_rows(model, rows: list[dict]) -> None:
-    """COPY rows (dicts of attname -> value) into model's table; missing fields get their defaults."""
-    from django.db import connection, models
-    from django.utils import timezone
-
-    fields = model._meta.concrete_fields
-    defaults = {}
-    for f in fields:
-        if f.has_default():
-            defaults[f.attname] = f.get_default()
-        elif getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-            defaults[f.attname] = timezone.now() if isinstance(f, models.DateTimeField) else timezone.localdate()
-        elif f.null:
-            defaults[f.attname] = None
-        elif f.blank and f.get_internal_type() in ("CharField", "TextField", "EmailField", "URLField", "SlugField"):
-            defaults[f.attname] = ""
-    names = [f.attname for f in fields]
-    missing = [n for n in names if n not in defaults and rows and n not in rows[0]]
-    if missing:
-        sys.exit(f"{model.__name__}: no value for {missing} (a new required field? update the loader)")
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    buffer = io.StringIO()
-    for row in rows:
-        buffer.write("\t".join(_copy_value(row[n] if n in row else defaults[n]) for n in names))
-        buffer.write("\n")
-    buffer.seek(0)
-    with connection.cursor() as cursor:
-        cursor.cursor.copy_expert(f"COPY {model._meta.db_table} ({columns}) FROM STDIN", buffer)
-
-
-def _setval(*models) -> None:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        for model in models:
-            table = model._meta.db_table
-            cursor.execute(
-                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT MAX(id) FROM {table}), 1))"
-            )
-
-
-def _next_id(model) -> int:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {model._meta.db_table}")
-        return cursor.fetchone()[0]
 
 
 # --- database ---------------------------------------------------------------------------------------
@@ -262,11 +169,6 @@ def load(args, db_name: str) -> None:
     rng = random.Random(args.seed)
     day = date.fromisoformat(args.day) if args.day else timezone.localdate()
     now = timezone.now()
-    last_sale_day = day + timedelta(days=3)  # the nights measured after D see a few new sales
-    first_sale_day = day - timedelta(days=729)
-
-    def at(d: date, hour: int = 2) -> datetime:
-        return timezone.make_aware(datetime(d.year, d.month, d.day, hour, rng.randint(0, 59)))
 
     groups = dict(Group.objects.filter(name__in=StaffRole.values).values_list("name", "pk"))
     n_resellers = args.dealers
@@ -384,77 +286,26 @@ def load(args, db_name: str) -> None:
     ]
 
     # --- sales, holdings, scores ------------------------------------------------------------------
-    sale_id = _next_id(Sale)
     sales, holdings, scores, links = [], [], [], set()
-    holding_id = _next_id(CertificationHolding)
-    score_id = _next_id(SatisfactionScore)
+    ids = {"sale": _next_id(Sale), "holding": _next_id(CertificationHolding), "score": _next_id(SatisfactionScore)}
     for pk, size, country in resellers:
-        # how many sales lines in the two years: ~10 % none, else a long tail capped at --max-sales
-        n_sales = 0 if rng.random() < 0.10 else min(args.max_sales, max(1, round(size * 7)))
-        typical = 12_000 * size**0.6  # bigger dealers also make bigger deals
-        trend = rng.lognormvariate(0.05, 0.35)  # this year's share against last year's
-        p_this_year = trend / (1 + trend)
-        compliance = rng.betavariate(1.2, 2.8)  # mean 0.3
-        via = _pick(rng, distributors_by_country[country]) if rng.random() < 0.35 else None
-        for _ in range(n_sales):
-            if rng.random() < p_this_year:
-                sold = day - timedelta(days=rng.randint(-3, 364))  # the last 365 days, and the 3 nights after D
-            else:
-                sold = day - timedelta(days=rng.randint(365, 729))
-            sold = max(first_sale_day, min(sold, last_sale_day))
-            registered = rng.random() < compliance
-            through = via if via and rng.random() < 0.7 else None
-            if through:
-                links.add((pk, through))
-            customer_country = country if rng.random() < 0.9 else _pick(rng, list(CITIES))
-            sales.append(
-                {
-                    "id": sale_id,
-                    "erp_line_id": f"MEAS-{sale_id:09d}",
-                    "sold_on": sold,
-                    "reseller_id": pk,
-                    "distributor_id": through,
-                    "customer_name": f"{_pick(rng, CUSTOMER_WORDS)} {_pick(rng, FAMILIES)} {rng.randint(1, 999)}",
-                    "customer_city": _pick(rng, CITIES[customer_country]),
-                    "customer_country": customer_country,
-                    "product_line_id": _pick(rng, line_ids),
-                    "amount": Decimal(round(rng.lognormvariate(math.log(typical), 0.8), 2)).quantize(Decimal("0.01")),
-                    "registration_reference": f"REG-{sold.year}-{rng.randint(1, 999999):06d}" if registered else "",
-                    "registered_before_sale": registered,
-                    "imported_at": at(sold + timedelta(days=1)),
-                }
-            )
-            sale_id += 1
-        # certifications: 0-5 distinct ones, more likely for bigger dealers; about a third expired
-        n_certs = min(5, _weighted(rng, ((0, 0.28), (1, 0.22), (2, 0.2), (3, 0.14), (4, 0.1)), 5) + (size > 3))
-        people = people_of[pk]
-        for j, cert in enumerate(rng.sample(cert_ids, n_certs)):
-            holdings.append(
-                {
-                    "id": holding_id,
-                    "organisation_id": pk,
-                    "person_id": people[j % len(people)],
-                    "certification_id": cert,
-                    "valid_until": day + timedelta(days=rng.randint(-400, 800)),
-                }
-            )
-            holding_id += 1
-        # satisfaction: ~40 % of the dealers have scores
-        if rng.random() < 0.4:
-            quality = rng.uniform(3.0, 4.9)
-            for _ in range(rng.randint(1, 3 + min(10, n_sales // 3))):
-                scores.append(
-                    {
-                        "id": score_id,
-                        "organisation_id": pk,
-                        "score": min(5, max(1, round(rng.gauss(quality, 0.8)))),
-                        "recorded_on": day - timedelta(days=rng.randint(-3, 729)),
-                        "sale_id": None,
-                        "registration_id": None,
-                        "recorded_by_id": None,
-                    }
-                )
-                score_id += 1
+        reseller_tier_activity(
+            rng,
+            pk,
+            size,
+            country,
+            people_of[pk],
+            day=day,
+            max_sales=args.max_sales,
+            line_ids=line_ids,
+            cert_ids=cert_ids,
+            distributors=distributors_by_country[country],
+            ids=ids,
+            sales=sales,
+            holdings=holdings,
+            scores=scores,
+            links=links,
+        )
     print(
         f"  generated {len(orgs):,} organisations, {len(users):,} people, {len(sales):,} sales, "
         f"{len(holdings):,} certification holdings, {len(scores):,} satisfaction scores "
