@@ -224,22 +224,24 @@ def _channel_rule_flags(registration: Registration, customer: Customer) -> list[
                 RegistrationFlag.Kind.NAMED_ACCOUNT,
                 f"{account.name} is a named account reserved for {holder} ({'; '.join(found.reasons)}).",
             )
-    territories = Territory.objects.filter(country=customer.country).select_related("organisation")
-    own = [t for t in territories if t.organisation_id == registration.organisation_id]
-    for territory in territories:
-        if (
-            territory.exclusive
-            and territory.organisation_id != registration.organisation_id
-            and territory.organisation.status != Organisation.Status.TERMINATED
-            and _postcode_in(customer.postcode, territory)
-        ):
+    # Only two kinds of territory matter: other dealers' exclusive ones in the customer's country, and
+    # the dealer's own (thousands of non-exclusive territories of other dealers never flag anything).
+    others_exclusive = (
+        Territory.objects.filter(country=customer.country, exclusive=True)
+        .exclude(organisation_id=registration.organisation_id)
+        .exclude(organisation__status=Organisation.Status.TERMINATED)
+        .select_related("organisation")
+    )
+    for territory in others_exclusive:
+        if _postcode_in(customer.postcode, territory):
             flag(
                 RegistrationFlag.Kind.TERRITORY,
                 f"Postcode {customer.postcode} lies in the exclusive territory of {territory.organisation.name} "
                 f"({territory}).",
             )
-    has_territories = Territory.objects.filter(organisation_id=registration.organisation_id).exists()
-    if has_territories and not any(_postcode_in(customer.postcode, t) for t in own):
+    own_territories = list(Territory.objects.filter(organisation_id=registration.organisation_id))
+    own = [t for t in own_territories if t.country == customer.country]
+    if own_territories and not any(_postcode_in(customer.postcode, t) for t in own):
         flag(
             RegistrationFlag.Kind.TERRITORY,
             f"{customer.postcode} {customer.city} ({customer.country}) lies outside the dealer's own territories.",
