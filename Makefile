@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install migrate seed lint clean
+.PHONY: run test install migrate seed lint clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,18 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The benchmark on PostgreSQL (tools/bench.py): generates a million registrations on its first run
+# (a few minutes), measures every target and writes BENCHMARKS.md. BENCH_ARGS="--quick --skip-load"
+# for a short check.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
+
+bench: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/prm_bench
+bench: $(BENCH_STAMP)
+	$(BIN)/python tools/bench.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
