@@ -109,6 +109,7 @@ class Table:
     totals: TableRow
     units: bool
     empty: str
+    hidden: int = 0  # rows beyond ROWS_SHOWN: in the totals and the CSV, not on the page
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,9 @@ DIMENSIONS = [
     ("Per dealer", "Dealer", "dealers", "organisation"),
 ]
 NUMERIC_SORTS = ("weighted", "unweighted", "units", "later")
+# Rows shown per table. The channel admin's dealer table has a row for every dealer with a protected
+# registration (thousands): rendering them all took seconds. The rest stay in the totals and the CSV.
+ROWS_SHOWN = 50
 
 
 def _table_row(row: selectors.Row, params: dict, result: selectors.Forecast) -> TableRow:
@@ -198,10 +202,13 @@ def forecast_page(request):
             Table(
                 title=title,
                 name_heading=heading,
-                rows=[_table_row(row, {**selection.list_params, param: str(row.pk)}, result) for row in rows],
+                rows=[
+                    _table_row(row, {**selection.list_params, param: str(row.pk)}, result) for row in rows[:ROWS_SHOWN]
+                ],
                 totals=_table_row(result.totals, selection.list_params, result),
                 units=attribute == "products",
                 empty="Every protected registration here is past its expected close date (below).",
+                hidden=max(0, len(rows) - ROWS_SHOWN),
             )
         )
     query = request.GET.copy()

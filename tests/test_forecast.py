@@ -478,3 +478,22 @@ def test_queries_do_not_grow_with_registrations_and_dealers(world, catalogue, ur
     assert small_filtered == large_filtered
     if url == PAGE:
         assert large <= 15, large
+
+
+def test_a_long_dealer_table_shows_the_first_rows_and_counts_the_rest(world, catalogue, monkeypatch):
+    from deals import forecast_views
+
+    monkeypatch.setattr(forecast_views, "ROWS_SHOWN", 3)
+    with on(DAY):
+        _grow(world, catalogue, dealers=5, per_dealer=1)
+        page = client_for(world.channel_admin).get(PAGE, {"sort": "-weighted"})
+        csv_rows = list(csv.reader(io.StringIO(client_for(world.channel_admin).get(CSV).content.decode())))
+    dealers = page.context["tables"][3]
+    assert len(dealers.rows) == 3 and dealers.hidden == 2
+    assert [r.row.total.weighted_value for r in dealers.rows] == sorted(
+        (r.row.total.weighted_value for r in dealers.rows), reverse=True
+    )
+    # the totals still count every dealer, and the page says where the rest are
+    assert dealers.totals.row.total.registrations == 5
+    assert "3 shown; 2 more count in “All”" in page.content.decode()
+    assert sum(1 for row in csv_rows if any("Dealer " in cell and "/5 B.V." in cell for cell in row)) >= 5
