@@ -103,7 +103,9 @@ def _candidate_customers(customer: Customer):
         # in a 5,500-pair sample (tools/measure_conflict_check.py), and candidates drop severalfold.
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, true)", [str(TRIGRAM_THRESHOLD)])
-        by_name = Q(country=customer.country, name_key__trigram_similar=customer.name_key)
+        # through the trigram index of the active registrations' copy of the name key (migration 0007)
+        similar = Registration.objects.filter(status__in=ACTIVE, customer_name_key__trigram_similar=customer.name_key)
+        by_name = Q(country=customer.country, pk__in=similar.values("customer_id"))
     else:
         by_name = Q(country=customer.country)  # SQLite: small data; match() below decides
     active_customers = Registration.objects.filter(status__in=ACTIVE).values("customer_id")

@@ -222,6 +222,11 @@ class Customer(models.Model):
     def __str__(self) -> str:
         return f"{self.name}, {self.city}"
 
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        # the copy on its registrations, which the conflict check's index reads (Registration.customer_name_key)
+        self.registrations.exclude(customer_name_key=self.name_key).update(customer_name_key=self.name_key)
+
     def as_match_record(self) -> dict:
         return {
             "name": self.name,
@@ -353,6 +358,11 @@ class Registration(models.Model):
     lost_competitor = models.CharField(max_length=200, blank=True)
     # when the contact person's details were anonymised (retention) or erased (on request)
     anonymised_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The customer's name_key, copied here so that PostgreSQL can keep a trigram index of the active
+    # registrations only (migration 0007): the conflict check looks for similar names among some
+    # 40,000 active registrations instead of every customer ever registered. Kept by save() here
+    # and by Customer.save().
+    customer_name_key = models.CharField(max_length=200, blank=True, default="", editable=False)
 
     objects = RegistrationQuerySet.as_manager()
 
@@ -389,6 +399,19 @@ class Registration(models.Model):
 
     def __str__(self) -> str:
         return self.reference
+
+    def save(self, *args, **kwargs):
+        customer = self._state.fields_cache.get("customer")
+        if customer is not None:
+            self.customer_name_key = customer.name_key
+        elif self.customer_id and not self.customer_name_key:
+            self.customer_name_key = (
+                Customer.objects.filter(pk=self.customer_id).values_list("name_key", flat=True).first() or ""
+            )
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "customer" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "customer_name_key"}
+        super().save(*args, **kwargs)
 
     @property
     def is_open(self) -> bool:

@@ -1262,6 +1262,13 @@ class ScaleGenerator:
                 self.timings["copy wait"] = time.perf_counter() - t2
             self.timings["generate + COPY"] = time.perf_counter() - t0
             t0 = time.perf_counter()
+            with connection.cursor() as cursor:  # Registration.customer_name_key: the customer's key, copied
+                cursor.execute(
+                    "UPDATE deals_registration SET customer_name_key = "
+                    "(SELECT c.name_key FROM deals_customer c WHERE c.id = deals_registration.customer_id)"
+                )
+            self.timings["name keys on registrations"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
             self.finish(connection)
             with connection.cursor() as cursor:
                 for statement in restore:

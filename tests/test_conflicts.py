@@ -54,6 +54,22 @@ def test_same_customer_other_spelling_and_same_line_is_a_conflict(world, pumps):
     assert conflicts.is_flagged(second) and not conflicts.is_flagged(first)
 
 
+def test_registrations_carry_their_customers_name_key(world, pumps):
+    """The fuzzy lookup reads the copy of the name key on active registrations (PostgreSQL's partial
+    trigram index): it must follow the customer's name."""
+    first = register(world.own_user, pumps, name="Bakkerij Jansen B.V.")
+    assert first.customer_name_key == first.customer.name_key == "bakkerij jansen"
+    customer = first.customer
+    customer.name, customer.name_key = "Slagerij Jansen", "slagerij jansen"
+    customer.save()
+    first.refresh_from_db()
+    assert first.customer_name_key == "slagerij jansen"
+    # the renamed customer is found under its new name, not its old one
+    later = register(world.other_admin, pumps, name="Slagerij Jansen BV")
+    assert [c.other for c in later.conflicts.all()] == [first]
+    assert not register(world.other_admin, pumps, name="Bakkerij Jansen").conflicts.exists()
+
+
 def test_same_customer_other_product_line_is_only_related(world, pumps, solar):
     register(world.own_user, pumps)
     second = register(world.other_admin, solar, name="Bakkerij Jansen")
