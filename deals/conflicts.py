@@ -105,11 +105,15 @@ def _candidate_customers(customer: Customer):
             cursor.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, true)", [str(TRIGRAM_THRESHOLD)])
         # through the trigram index of the active registrations' copy of the name key (migration 0007)
         similar = Registration.objects.filter(status__in=ACTIVE, customer_name_key__trigram_similar=customer.name_key)
-        by_name = Q(country=customer.country, pk__in=similar.values("customer_id"))
+        ids = Customer.objects.filter(country=customer.country, pk__in=similar.values("customer_id")).values("pk")
+        if len(by_key):
+            # a UNION, one index per branch: an OR of the two made PostgreSQL scan every customer
+            ids = ids.union(Customer.objects.filter(by_key).values("pk"))
+        found = Customer.objects.filter(pk__in=ids)
     else:
-        by_name = Q(country=customer.country)  # SQLite: small data; match() below decides
+        found = Customer.objects.filter(by_key | Q(country=customer.country))  # SQLite: small data; match() decides
     active_customers = Registration.objects.filter(status__in=ACTIVE).values("customer_id")
-    return Customer.objects.filter(by_key | by_name).filter(pk__in=active_customers).exclude(pk=customer.pk)
+    return found.filter(pk__in=active_customers).exclude(pk=customer.pk)
 
 
 KEYS = ("vat_key", "register_key", "domain_key")

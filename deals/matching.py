@@ -62,6 +62,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import permutations
 from urllib.parse import urlsplit
 
@@ -121,8 +122,11 @@ def _fold(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
+@lru_cache(maxsize=8192)
 def normalize_name(name: str) -> str:
-    """The comparable form of a company name: "Müller & Söhne GmbH" -> "mueller & soehne"."""
+    """The comparable form of a company name: "Müller & Söhne GmbH" -> "mueller & soehne".
+    Cached: the conflict check normalises the same named accounts and candidates for every
+    submission, at about 0.1 ms a name (cleanco's legal-form stripping)."""
     text = _fold(name).replace("&", " & ")
     text = re.sub(r"[()\[\]/,;:]", " ", text)
     stripped = basename(text, terms=_SUFFIX_TERMS, suffix=True)
