@@ -163,22 +163,31 @@ def conflicts_detect(registration: Registration) -> Detection:
         .exclude(pk=registration.pk)
         .prefetch_related("lines__product")
     )
+    # A resubmission finds its earlier rows again: updated in place, the new ones written together
+    # (a customer that several dealers registered gave one SELECT and one INSERT per dealer).
+    existing = {c.other_id: c for c in Conflict.objects.filter(registration=registration)} if matches else {}
+    new, changed = [], []
     for other in others:  # one query for all the matching customers' registrations, not one each
         found = matches[other.customer_id]
         if other.organisation_id == registration.organisation_id:
             duplicates.append(other.reference)
             continue
         overlap = own_lines & {line.product.line_id for line in other.lines.all()}
-        conflict, _ = Conflict.objects.update_or_create(
-            registration=registration,
-            other=other,
-            defaults={
-                "kind": Conflict.Kind.CONFLICT if overlap else Conflict.Kind.RELATED,
-                "score": Decimal(str(round(found.score, 3))),
-                "reasons": found.reasons + ([] if overlap else ["Different product lines: related, not conflicting."]),
-            },
-        )
-        result.conflicts.append(conflict)
+        values = {
+            "kind": Conflict.Kind.CONFLICT if overlap else Conflict.Kind.RELATED,
+            "score": Decimal(str(round(found.score, 3))),
+            "reasons": found.reasons + ([] if overlap else ["Different product lines: related, not conflicting."]),
+        }
+        conflict = existing.get(other.pk)
+        if conflict is None:
+            new.append(Conflict(registration=registration, other=other, **values))
+        else:
+            for name, value in values.items():
+                setattr(conflict, name, value)
+            changed.append(conflict)
+    if changed:
+        Conflict.objects.bulk_update(changed, ["kind", "score", "reasons"])
+    result.conflicts = changed + Conflict.objects.bulk_create(new)
     # the same dealer's own earlier registration of this customer, in the same customer record
     duplicates += list(
         Registration.objects.filter(organisation_id=registration.organisation_id, customer=customer, status__in=ACTIVE)
@@ -259,7 +268,8 @@ def _channel_rule_flags(registration: Registration, customer: Customer) -> list[
             f"Expected value € {registration.expected_value:,} is above the enterprise threshold of € {threshold:,}: "
             "enterprise deals are normally the direct team's.",
         )
-    direct = sorted({line.product.line.name for line in registration.lines.all() if line.product.line.direct_only})
+    lines = registration.lines.select_related("product__line")
+    direct = sorted({line.product.line.name for line in lines if line.product.line.direct_only})
     if direct:
         flag(
             RegistrationFlag.Kind.DIRECT_ONLY,
