@@ -798,13 +798,15 @@ def _table(model) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def protections_expire(*, today: date | None = None, batch_size: int = 20_000) -> int:
+def protections_expire(*, today: date | None = None, batch_size: int = 100_000) -> int:
     """Nightly: every approved registration whose protection ended before today becomes expired.
 
     Per batch of ids, in one transaction: one UPDATE of the statuses, stamping the job's moment,
     then one INSERT … SELECT of the history rows for exactly the rows stamped with that moment.
     No ids pass through Python, and a row another transaction changed first is skipped by the
-    UPDATE's own condition, so two workers, a rerun or a missed night give the same result."""
+    UPDATE's own condition, so two workers, a rerun or a missed night give the same result.
+    Batches span 100,000 ids: each one reads the due rows through the (status, protected_until)
+    index, so at a million registrations 20,000-id batches read that index 50 times a night."""
     today = today or timezone.localdate()
     registrations, events = _table(Registration), _table(RegistrationEvent)
     bounds = Registration.objects.filter(status=Status.APPROVED, protected_until__lt=today).order_by()
