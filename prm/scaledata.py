@@ -42,10 +42,12 @@ import calendar
 import io
 import json
 import math
+import os
 import queue
 import random
 import re
 import resource
+import sys
 import threading
 import time
 import unicodedata
@@ -1093,7 +1095,7 @@ class _Dealer:
 class _Life:
     """What happened to one registration, up to "now" (the attributes not set are None)."""
 
-    events = status = changed = start = remind = due = reminded = overdue = decided_at = decided_by = None
+    events = outcome = changed = start = remind = due = reminded = overdue = decided_at = decided_by = None
     wh = in_time = P = margin = ext = warn = last = stale = won_cents = won_day = lost_reason = None
     lost_comp = close = requests = cdec = stage = flag_time = None
 
@@ -1148,6 +1150,33 @@ def read_marker(connection) -> dict | None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT obj_description(%s::regclass, 'pg_class')", [Registration._meta.db_table])
         return parse_marker(cursor.fetchone()[0])
+
+
+def ensure_database() -> str:
+    """The PostgreSQL database DATABASE_URL names, created if it does not exist (for the measuring
+    tools and `make bench`, before Django is set up); exits with a message on any other database."""
+    import dj_database_url
+    import psycopg2
+
+    config = dj_database_url.parse(os.environ.get("DATABASE_URL", "")) if os.environ.get("DATABASE_URL") else {}
+    if "postgresql" not in str(config.get("ENGINE", "")):
+        sys.exit("This needs PostgreSQL: set DATABASE_URL=postgres://user@host:5432/<database>")
+    name = config["NAME"]
+    admin = psycopg2.connect(
+        dbname="postgres",
+        user=config.get("USER") or None,
+        password=config.get("PASSWORD") or None,
+        host=config.get("HOST") or None,
+        port=config.get("PORT") or None,
+    )
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone() is None:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+            print(f"created database {name}")
+    admin.close()
+    return name
 
 
 # --- bulk-load tuning on PostgreSQL: secondary indexes and foreign keys off during the load --------------
@@ -1988,7 +2017,7 @@ class ScaleGenerator:
         life = self._life(rng, d, t0, registrant, days, flagged, blocking, stage, expected)
 
         # --- rows ----------------------------------------------------------------------------------------
-        status = life.status
+        status = life.outcome
         first_name, last_name = _pick(rng, FIRST_NAMES[country]), _pick(rng, FAMILIES[country])
         anonymised = None
         if status not in OPEN:
@@ -2422,7 +2451,7 @@ class ScaleGenerator:
 
         ev.sort(key=lambda e: e[0])
         life.events = ev
-        life.status = status
+        life.outcome = status
         life.changed = max(e[0] for e in ev if e[2] != e[3])
         life.last = max(max(e[0] for e in ev if e[1] != "expire"), max((r[0] for r in requests), default=0))
         life.start, life.remind, life.due = start, remind, due

@@ -116,37 +116,6 @@ def say(text: str) -> None:
 # --- set-up ---------------------------------------------------------------------------------------------
 
 
-def database_name() -> str:
-    import dj_database_url
-
-    url = os.environ.get("DATABASE_URL", "")
-    config = dj_database_url.parse(url) if url else {}
-    if not str(config.get("ENGINE", "")).endswith("postgresql"):
-        sys.exit("make bench needs PostgreSQL: set DATABASE_URL=postgres://user@host:5432/prm_bench")
-    return config["NAME"]
-
-
-def ensure_database(name: str) -> None:
-    import dj_database_url
-    import psycopg2
-
-    config = dj_database_url.parse(os.environ["DATABASE_URL"])
-    conn = psycopg2.connect(
-        dbname="postgres",
-        user=config.get("USER") or None,
-        password=config.get("PASSWORD") or None,
-        host=config.get("HOST") or None,
-        port=config.get("PORT") or None,
-    )
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if not cursor.fetchone():
-            cursor.execute(f'CREATE DATABASE "{name}"')
-            say(f"created database {name}")
-    conn.close()
-
-
 def manage(*args: str, check: bool = True) -> int:
     return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, check=check).returncode
 
@@ -844,8 +813,9 @@ def main() -> None:
         job_child(args.job_child)
         return
 
-    name = database_name()
-    ensure_database(name)
+    from prm.scaledata import ensure_database
+
+    name = ensure_database()
     manage("migrate", "--no-input", "-v", "0")
     manage("collectstatic", "--no-input", "-v", "0")
     data = ensure_data(name, args.force)
@@ -916,7 +886,7 @@ def main() -> None:
     )
     cache = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
     context = {
-        "when": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "data": data,
         "counts": counts,

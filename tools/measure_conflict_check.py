@@ -51,6 +51,7 @@ from prm.scaledata import (  # noqa: E402  (the project root on sys.path first)
     _pick,
     business_name,
     copy_rows,
+    ensure_database,
     postcode,
     typo,
     variant,
@@ -93,32 +94,6 @@ def summary(label: str, ms: list[float]) -> str:
 
 
 # --- database ---------------------------------------------------------------------------------------
-
-
-def ensure_database() -> str:
-    import dj_database_url
-    import psycopg2
-
-    url = os.environ.get("DATABASE_URL", "")
-    config = dj_database_url.parse(url)
-    if "postgresql" not in config["ENGINE"]:
-        sys.exit("DATABASE_URL must point at PostgreSQL.")
-    name = config["NAME"]
-    admin = psycopg2.connect(
-        dbname="postgres",
-        user=config.get("USER") or None,
-        password=config.get("PASSWORD") or None,
-        host=config.get("HOST") or None,
-        port=config.get("PORT") or None,
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
-    admin.close()
-    return name
 
 
 MARKER_CODE = "measure"

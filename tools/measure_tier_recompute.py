@@ -76,6 +76,7 @@ from prm.scaledata import (  # noqa: E402  (the project root on sys.path first)
     _setval,
     _weighted,
     copy_rows,
+    ensure_database,
     reseller_tier_activity,
 )
 from prm.scaledata import SALE_CITIES as CITIES  # noqa: E402
@@ -100,31 +101,6 @@ MARKER_RE = re.compile(r"tiers dealers=(\d+) seed=(-?\d+) max_sales=(\d+) day=(\
 
 
 # --- database ---------------------------------------------------------------------------------------
-
-
-def ensure_database() -> str:
-    import dj_database_url
-    import psycopg2
-
-    config = dj_database_url.parse(os.environ.get("DATABASE_URL", ""))
-    if "postgresql" not in config["ENGINE"]:
-        sys.exit("DATABASE_URL must point at PostgreSQL.")
-    name = config["NAME"]
-    admin = psycopg2.connect(
-        dbname="postgres",
-        user=config.get("USER") or None,
-        password=config.get("PASSWORD") or None,
-        host=config.get("HOST") or None,
-        port=config.get("PORT") or None,
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
-    admin.close()
-    return name
 
 
 def existing_load(args) -> date | None:
