@@ -388,6 +388,28 @@ class Registration(models.Model):
                     status__in=["won", "lost", "expired", "rejected", "withdrawn", "revoked"],
                 ),
             ),
+            # the dashboards count the days of a period outside the roll-up's whole months live
+            # (tiers.rollup), by submission, won date and decision; the median review time reads
+            # the decisions of the period from this index alone
+            models.Index(fields=["first_submitted_at"], name="registration_submitted"),
+            models.Index(fields=["won_date"], name="registration_won_date", condition=Q(status="won")),
+            models.Index(
+                fields=["decided_at"],
+                name="registration_decided",
+                include=["organisation", "review_working_hours", "decided_in_time"],
+            ),
+            models.Index(
+                fields=["organisation", "decided_at"],
+                name="registration_dealer_decided",
+                include=["review_working_hours", "decided_in_time"],
+            ),
+            # the open pipeline (approved, protection running) of many dealers, from the index alone
+            models.Index(
+                fields=["protected_until"],
+                name="registration_pipeline",
+                condition=Q(status="approved"),
+                include=["organisation", "expected_value"],
+            ),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(expected_value__gte=0), name="registration_value_not_negative"),

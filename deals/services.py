@@ -808,7 +808,9 @@ def protections_expire(*, today: date | None = None, batch_size: int = 100_000) 
     Batches span 100,000 ids: each one reads the due rows through the (status, protected_until)
     index, so at a million registrations 20,000-id batches read that index 50 times a night."""
     today = today or timezone.localdate()
-    registrations, events = _table(Registration), _table(RegistrationEvent)
+    from tiers.models import RollupChange
+
+    registrations, events, changes = _table(Registration), _table(RegistrationEvent), _table(RollupChange)
     bounds = Registration.objects.filter(status=Status.APPROVED, protected_until__lt=today).order_by()
     low = bounds.values_list("pk", flat=True).order_by("pk").first()
     if low is None:
@@ -848,6 +850,13 @@ def protections_expire(*, today: date | None = None, batch_size: int = 100_000) 
                             start + batch_size,
                             "expire",
                         ],
+                    )
+                    # the dashboards count these dealers live until the next roll-up (tiers.rollup)
+                    cursor.execute(
+                        f"INSERT INTO {changes} (organisation_id) SELECT DISTINCT r.organisation_id "
+                        f"FROM {registrations} r "
+                        f"WHERE r.status = %s AND r.status_changed_at = %s AND r.id >= %s AND r.id < %s",
+                        [Status.EXPIRED, now, start, start + batch_size],
                     )
         expired += count
     _after_expiry()

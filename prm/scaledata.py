@@ -52,6 +52,7 @@ import threading
 import time
 import unicodedata
 from array import array
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
@@ -1179,6 +1180,41 @@ def ensure_database() -> str:
     return name
 
 
+def _admin_connection():
+    import dj_database_url
+    import psycopg2
+
+    config = dj_database_url.parse(os.environ["DATABASE_URL"])
+    admin = psycopg2.connect(
+        dbname="postgres",
+        user=config.get("USER") or None,
+        password=config.get("PASSWORD") or None,
+        host=config.get("HOST") or None,
+        port=config.get("PORT") or None,
+    )
+    admin.autocommit = True
+    return admin, config
+
+
+@contextmanager
+def scratch_copy(suffix: str = "_scratch"):
+    """A copy of the DATABASE_URL database (CREATE DATABASE … TEMPLATE, a file copy) for a run that
+    writes for real, such as the load test's submits and approvals; dropped afterwards. Yields
+    its URL. Nobody may be connected to the original while it is copied."""
+    admin, config = _admin_connection()
+    name = f"{config['NAME']}{suffix}"
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            cursor.execute(f'CREATE DATABASE "{name}" TEMPLATE "{config["NAME"]}"')
+        base = os.environ["DATABASE_URL"].rsplit("/", 1)[0]
+        yield f"{base}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
 # --- bulk-load tuning on PostgreSQL: secondary indexes and foreign keys off during the load --------------
 
 
@@ -1309,10 +1345,26 @@ class ScaleGenerator:
                         f"COMMENT ON TABLE {connection.ops.quote_name('deals_registration')} IS %s", [self.p.marker()]
                     )
             self.timings["indexes + constraints"] = time.perf_counter() - t0
+        # the dashboards' roll-up, as the nightly job would have left it (tiers.rollup)
+        from tiers import models as tier_models
+        from tiers.rollup import rollup_build
+
+        t0 = time.perf_counter()
+        rollup_build()
+        self.timings["dashboards roll-up"] = time.perf_counter() - t0
+        rolled = [
+            m._meta.db_table
+            for m in (
+                tier_models.DealerMonth,
+                tier_models.RegionMonth,
+                tier_models.SaleMonth,
+                tier_models.RegionSaleMonth,
+            )
+        ]
         t0 = time.perf_counter()
         if connection.vendor == "postgresql" and not connection.in_atomic_block:  # VACUUM needs its own
             with connection.cursor() as cursor:
-                for table in self.sink.counts():
+                for table in [*self.sink.counts(), *rolled]:
                     cursor.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(table)}")
         self.timings["vacuum analyze"] = time.perf_counter() - t0
         self.timings["total"] = time.perf_counter() - started

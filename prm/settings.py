@@ -108,6 +108,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
     }
 
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # No JIT compilation: the portal's queries take milliseconds, and PostgreSQL's cost estimate
+    # for an aggregate over many rows switches it on; compiling then took 300-400 ms of a 540 ms
+    # dashboard query at a million registrations (BENCHMARKS.md).
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "dealers.User"
 
@@ -308,6 +314,7 @@ CELERY_BEAT_SCHEDULE = {
     "protections-expire": {"task": "deals.tasks.protections_expire", "schedule": crontab(hour=1, minute=0)},
     "expiry-warnings": {"task": "deals.tasks.expiry_warnings_send", "schedule": crontab(hour=6, minute=30)},
     "stale-registrations": {"task": "deals.tasks.stale_registrations_flag", "schedule": crontab(hour=6, minute=45)},
+    "dashboards-rollup": {"task": "tiers.tasks.dashboards_rollup", "schedule": crontab(hour=1, minute=30)},
     "tiers-recompute": {"task": "tiers.tasks.tiers_recompute", "schedule": crontab(hour=2, minute=0)},
     "clear-expired-sessions": {"task": "prm.tasks.sessions_clear_expired", "schedule": crontab(hour=3, minute=15)},
     "contacts-anonymise": {"task": "deals.tasks.contacts_anonymise", "schedule": crontab(hour=3, minute=45)},

@@ -55,3 +55,23 @@ def client_for(user) -> Client:
     client = Client()
     client.force_login(user)
     return client
+
+
+@pytest.fixture(params=["live", "rollup"])
+def counted_both_ways(request, monkeypatch):
+    """Run the test twice: figures counted live, and from a roll-up built just before each count
+    (tiers.rollup), which must give the same figures."""
+    if request.param == "rollup":
+        from tiers import rollup
+
+        def built_first(real):
+            def count(*args, **kwargs):
+                rollup.rollup_build()
+                return real(*args, **kwargs)
+
+            return count
+
+        for module in ("tiers.kpis", "tiers.flags", "tiers.dashboards"):
+            monkeypatch.setattr(f"{module}.registration_figures", built_first(rollup.registration_figures))
+        monkeypatch.setattr("tiers.kpis.sales_figures", built_first(rollup.sales_figures))
+    return request.param

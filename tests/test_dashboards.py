@@ -18,6 +18,9 @@ from tests.conftest import client_for, with_totp
 from tests.deal_factories import make_registration
 from tests.tier_factories import certify, sale, satisfaction
 
+# every figure is checked counted live and counted from the roll-up (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("counted_both_ways")
+
 S = Registration.Status
 AMS = ZoneInfo("Europe/Amsterdam")
 DAY = date(2026, 11, 23)

@@ -14,6 +14,9 @@ from tests.deal_factories import make_registration
 from tests.tier_factories import certify, sale, satisfaction
 from tiers.kpis import Period, kpis, medians
 
+# every figure is checked counted live and counted from the roll-up (tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("counted_both_ways")
+
 S = Registration.Status
 AMS = ZoneInfo("Europe/Amsterdam")
 DAY = date(2026, 11, 23)

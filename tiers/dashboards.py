@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dealers.filters import OrganisationFilter
-from dealers.models import ImprovementPlan, Organisation
+from dealers.models import ImprovementPlan, Organisation, User
 from dealers.selectors import plans_due
 from dealers.views import staff_required
 from deals.forecast import forecast, forecast_chart, protected_list_url
@@ -34,6 +34,7 @@ from prm.csvexport import csv_response
 from tiers.flags import flagged
 from tiers.kpis import Kpis, Period, applied_tiers, kpis, medians
 from tiers.models import DealerStanding, Sale, Tier
+from tiers.rollup import Basis, in_period, registration_figures
 from tiers.selectors import next_tier_gap
 
 Status = Registration.Status
@@ -443,10 +444,7 @@ def region_dashboard(request):
         .select_related("organisation", "customer")
         .order_by("status_changed_at")[:20]
     )
-    decided = registrations.filter(
-        decided_at__date__gte=period.start, decided_at__date__lte=period.end, decided_in_time__isnull=False
-    )
-    sla_rows = _sla_by_partner_manager(decided)
+    sla_rows = _sla_by_partner_manager(visible, period)
     tiers = list(Tier.objects.order_by("rank"))
     applied = applied_tiers(visible, today)
     grace = set(
@@ -462,7 +460,8 @@ def region_dashboard(request):
         )
         for t in tiers
     ]
-    regions = kpis(visible, period, "region", today)
+    # the region table and its totals show no median review time (the partner managers' table does)
+    regions = kpis(visible, period, "region", today, with_medians=False)
     if request.GET.get("format") == "sla-csv":
         return csv_response(
             f"review-sla-{period.start}-{period.end}.csv",
@@ -487,39 +486,41 @@ def region_dashboard(request):
         "sla_rows": sla_rows,
         "by_tier": by_tier,
         "regions": sorted(regions.values(), key=lambda k: k.label),
-        "totals": kpis(visible, period, "programme", today)[None],
+        "totals": kpis(visible, period, "programme", today, with_medians=False)[None],
         "forecast_url": reverse("deals:forecast"),
         "period_query": period.query(),
     }
     return render(request, "dashboards/region.html", context)
 
 
-def _sla_by_partner_manager(decided) -> list[dict]:
+def _sla_by_partner_manager(organisations, period: Period) -> list[dict]:
     """The review SLA per partner manager (of the dealer, at the time of asking): decided, in
-    time, the share and the median working hours; the worst first. Two queries."""
+    time, the share and the median working hours; the worst first. The counts come with the
+    roll-up (tiers.rollup), the medians live; four queries."""
     key = "organisation__partner_manager_id"
+    decided = Registration.objects.filter(organisation__in=organisations).filter(
+        in_period(Basis.DECIDED, period.start, period.end)
+    )
     hours = medians(decided, key, "review_working_hours")
-    rows = []
-    for row in (
-        decided.values(
-            key,
-            "organisation__partner_manager__email",
-            "organisation__partner_manager__first_name",
-            "organisation__partner_manager__last_name",
+    figures = {k: f for k, f in registration_figures(organisations, period.start, period.end, key).items() if f.decided}
+    people = {
+        u.pk: u
+        for u in User.objects.filter(pk__in=[k for k in figures if k is not None]).only(
+            "email", "first_name", "last_name"
         )
-        .order_by()
-        .annotate(n=Count("pk"), in_time=Count("pk", filter=Q(decided_in_time=True)))
-    ):
-        first, last = row["organisation__partner_manager__first_name"], row["organisation__partner_manager__last_name"]
-        name = " ".join(p for p in (first, last) if p) or row["organisation__partner_manager__email"]
+    }
+    rows = []
+    for pk, f in figures.items():
+        person = people.get(pk)
+        name = (" ".join(p for p in (person.first_name, person.last_name) if p) or person.email) if person else ""
         rows.append(
             {
                 "name": name or "No partner manager (the regional director reviews)",
-                "pk": row[key],
-                "decided": row["n"],
-                "in_time": row["in_time"],
-                "share": (Decimal(row["in_time"]) / row["n"] * 100).quantize(Decimal("0.1")),
-                "median": hours.get(row[key]),
+                "pk": pk,
+                "decided": f.decided,
+                "in_time": f.in_time,
+                "share": (Decimal(f.in_time) / f.decided * 100).quantize(Decimal("0.1")),
+                "median": hours.get(pk),
             }
         )
     rows.sort(key=lambda r: (r["share"], r["name"]))
@@ -556,13 +557,13 @@ def _sort_links(request, sort: str, options: dict) -> dict[str, str]:
 
 
 def _figure_filter(code: str, period: Period, today: date) -> Q:
-    submitted = Q(first_submitted_at__date__gte=period.start, first_submitted_at__date__lte=period.end)
-    decided = Q(decided_at__date__gte=period.start, decided_at__date__lte=period.end, decided_in_time__isnull=False)
+    submitted = in_period(Basis.SUBMITTED, period.start, period.end)
+    decided = in_period(Basis.DECIDED, period.start, period.end)
     return {
         "submitted": submitted,
         "closed": submitted & Q(status__in=ENDED),
         "won": submitted & Q(status=Status.WON),
-        "won_in": Q(status=Status.WON, won_date__gte=period.start, won_date__lte=period.end),
+        "won_in": in_period(Basis.WON, period.start, period.end),
         "pipeline": Q(status=Status.APPROVED, protected_until__gte=today),
         "decided": decided,
         "late": decided & Q(decided_in_time=False),

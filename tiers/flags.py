@@ -17,13 +17,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from django.db.models import Count, Max
+from django.db.models import Max
 from django.utils import timezone
 
 from dealers.models import LoginRecord, Organisation, Territory
 from deals.models import Registration
 from tiers.kpis import Kpis, Period, applied_tiers
 from tiers.models import TierProgramme
+from tiers.rollup import registration_figures
 
 NOT_FLAGGED = (Organisation.Status.PHASING_OUT, Organisation.Status.TERMINATED)
 
@@ -53,16 +54,12 @@ def flags_for(
         status=Organisation.Status.TERMINATED
     )
     tier_of = applied_tiers(Organisation.objects.filter(kind=Organisation.Kind.RESELLER), today)
-    submitted = dict(
-        Registration.objects.filter(
-            organisation__in=peers_all,
-            first_submitted_at__date__gte=period.start,
-            first_submitted_at__date__lte=period.end,
-        )
-        .values_list("organisation_id")
-        .order_by()
-        .annotate(n=Count("pk"))
-    )
+    submitted = {
+        pk: figures.submitted
+        for pk, figures in registration_figures(
+            peers_all, period.start, period.end, "organisation_id", fields=("submitted",)
+        ).items()
+    }
     per_tier: dict[int, list[int]] = defaultdict(list)
     for pk in peers_all.values_list("pk", flat=True) if tier_of else ():  # no tiers: no peers
         per_tier[tier_of[pk].pk].append(submitted.get(pk, 0))

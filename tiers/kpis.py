@@ -33,13 +33,13 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import connection
-from django.db.models import Aggregate, Avg, Count, DecimalField, DurationField, ExpressionWrapper, F, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Aggregate, Avg, Count, DecimalField, F, Q, Sum
 from django.utils import timezone
 
 from dealers.models import Organisation
 from deals.models import Registration
-from tiers.models import CertificationHolding, DealerStanding, Sale, SatisfactionScore, Tier, TierProgramme
+from tiers.models import CertificationHolding, DealerStanding, SatisfactionScore, Tier, TierProgramme
+from tiers.rollup import Basis, in_period, registration_figures, sales_figures, within
 
 ZERO = Decimal("0")
 HUNDRED = Decimal("100")
@@ -177,10 +177,13 @@ KEY_PATHS = {  # level → (path from an organisation-owned row, path from a sal
 }
 
 
-def kpis(organisations, period: Period, level: str = "dealer", today: date | None = None) -> dict:
+def kpis(
+    organisations, period: Period, level: str = "dealer", today: date | None = None, *, with_medians: bool = True
+) -> dict:
     """The KPIs of the given organisations (a queryset, already scoped to the viewer) over
     `period`, grouped by `level`: {dealer or region pk (None for the programme): Kpis}. Dealers
-    or regions without any data are included with zeros."""
+    or regions without any data are included with zeros. with_medians=False leaves the median review
+    time out (None): a page that does not show it need not sort a year of decisions for it."""
     if level not in LEVELS:
         raise ValueError(level)
     today = today or timezone.localdate()
@@ -199,54 +202,38 @@ def kpis(organisations, period: Period, level: str = "dealer", today: date | Non
     def row(k) -> Kpis | None:
         return result.get(k)
 
-    # revenue, this period and the year before, and the product mix
+    # revenue, this period and the year before, and the product mix (tiers.rollup)
     previous = period.previous_year()
-    sales = Sale.objects.filter(reseller__in=organisations)
-    this = Q(sold_on__gte=period.start, sold_on__lte=period.end)
-    before = Q(sold_on__gte=previous.start, sold_on__lte=previous.end)
-    for k, v in _group(
-        sales.filter(this | before), sale_key, now=Sum("amount", filter=this), then=Sum("amount", filter=before)
-    ).items():
+    # (to the cent: SQLite adds decimals up as floats)
+    for (k, line), amount in sales_figures(organisations, period.start, period.end, sale_key, by_line=True).items():
         if r := row(k):
-            r.revenue, r.revenue_previous = v["now"] or ZERO, v["then"] or ZERO
-    mix = sales.filter(this)
-    mix_rows = (
-        mix.values(*([sale_key] if sale_key else []), "product_line__name").order_by().annotate(amount=Sum("amount"))
-    )
-    for m in mix_rows:
-        r = row(m[sale_key] if sale_key else None)
-        if r:
-            r.product_mix.append((m["product_line__name"], m["amount"], ZERO))
+            r.revenue += _q(amount)
+            r.product_mix.append((line, _q(amount), ZERO))
+    for k, amount in sales_figures(organisations, previous.start, previous.end, sale_key).items():
+        if r := row(k):
+            r.revenue_previous = _q(amount)
     for r in result.values():
         r.product_mix.sort(key=lambda item: (-item[1], item[0]))
         r.product_mix = [(name, amount, _share(amount, r.revenue) or ZERO) for name, amount, _ in r.product_mix]
 
-    # registrations
+    # registrations: the additive figures (tiers.rollup), the pipeline now, the median review time
     registrations = Registration.objects.filter(organisation__in=organisations)
-    submitted = Q(first_submitted_at__date__gte=period.start, first_submitted_at__date__lte=period.end)
-    won_in = Q(status=Status.WON, won_date__gte=period.start, won_date__lte=period.end)
-    decided_in = Q(decided_at__date__gte=period.start, decided_at__date__lte=period.end, decided_in_time__isnull=False)
-    cycle = ExpressionWrapper(F("won_date") - TruncDate("first_submitted_at"), output_field=DurationField())
+    for k, f in registration_figures(organisations, period.start, period.end, org_key).items():
+        if r := row(k):
+            r.registrations, r.closed, r.won = f.submitted, f.closed, f.won
+            r.average_deal = _q(f.average_deal) if f.average_deal is not None else None
+            r.cycle_days = _q(f.cycle_days, Decimal("0.1")) if f.cycle_days is not None else None
+            r.decided, r.decided_in_time = f.decided, f.in_time
+    protected = Q(status=Status.APPROVED, protected_until__gte=today)
     for k, v in _group(
-        registrations,
-        org_key,
-        submitted=Count("pk", filter=submitted),
-        closed=Count("pk", filter=submitted & Q(status__in=ENDED_AFTER_APPROVAL)),
-        won=Count("pk", filter=submitted & Q(status=Status.WON)),
-        average_deal=Avg("won_value", filter=won_in),
-        cycle=Avg(cycle, filter=won_in),
-        pipeline=Sum("expected_value", filter=Q(status=Status.APPROVED, protected_until__gte=today)),
-        pipeline_count=Count("pk", filter=Q(status=Status.APPROVED, protected_until__gte=today)),
-        decided=Count("pk", filter=decided_in),
-        in_time=Count("pk", filter=decided_in & Q(decided_in_time=True)),
+        registrations.filter(protected), org_key, pipeline=Sum("expected_value"), pipeline_count=Count("pk")
     ).items():
         if r := row(k):
-            r.registrations, r.closed, r.won = v["submitted"], v["closed"], v["won"]
-            r.average_deal = _q(v["average_deal"]) if v["average_deal"] is not None else None
-            r.cycle_days = _days(v["cycle"])
             r.pipeline, r.pipeline_count = v["pipeline"] or ZERO, v["pipeline_count"]
-            r.decided, r.decided_in_time = v["decided"], v["in_time"]
-    for k, m in medians(registrations.filter(decided_in), org_key, "review_working_hours").items():
+    decided_in = in_period(Basis.DECIDED, period.start, period.end)
+    for k, m in (
+        medians(registrations.filter(decided_in), org_key, "review_working_hours") if with_medians else {}
+    ).items():
         if r := row(k):
             r.median_review_hours = m
 
@@ -279,15 +266,6 @@ def kpis(organisations, period: Period, level: str = "dealer", today: date | Non
     return result
 
 
-def _days(value) -> Decimal | None:
-    """An average duration (a timedelta; some backends give microseconds) in days, 0.1 precise."""
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        return _q(Decimal(value.total_seconds()) / Decimal(86400), Decimal("0.1"))
-    return _q(Decimal(value) / Decimal(86_400_000_000), Decimal("0.1"))
-
-
 def applied_tiers(organisations, today: date) -> dict[int, Tier]:
     """The tier that applies to each dealer now (an override included; never evaluated: the
     lowest tier), in two queries."""
@@ -296,11 +274,12 @@ def applied_tiers(organisations, today: date) -> dict[int, Tier]:
         return {}
     lowest = max(tiers.values(), key=lambda t: t.rank)
     result = {pk: lowest for pk in organisations.values_list("pk", flat=True)}
-    standings = DealerStanding.objects.filter(organisation__in=organisations).only(
+    standings = DealerStanding.objects.filter(organisation__in=organisations).values_list(
         "organisation_id", "tier_id", "override_tier_id", "override_until"
     )
-    for s in standings:
-        result[s.organisation_id] = tiers[s.override_tier_id] if s.override_active(today) else tiers[s.tier_id]
+    for pk, tier_id, override_tier_id, override_until in standings:  # as DealerStanding.override_active
+        active = override_tier_id and override_until and override_until >= today
+        result[pk] = tiers[override_tier_id] if active else tiers[tier_id]
     return result
 
 
@@ -317,8 +296,8 @@ def _certifications_asked(organisations, programme: TierProgramme, today: date) 
 def _logins(organisations, period: Period, key: str | None) -> dict:
     from dealers.models import LoginRecord
 
-    records = LoginRecord.objects.filter(
-        organisation__in=organisations, at__date__gte=period.start, at__date__lte=period.end
+    records = LoginRecord.objects.filter(organisation__in=organisations).filter(
+        within("at", period.start, period.end, timestamp=True)
     )
     return {
         k: (v["n"], v["people"])

@@ -200,7 +200,12 @@ class Sale(models.Model):
 
     class Meta:
         ordering = ["-sold_on", "erp_line_id"]
-        indexes = [models.Index(fields=["reseller", "sold_on"]), models.Index(fields=["distributor", "sold_on"])]
+        indexes = [
+            models.Index(fields=["reseller", "sold_on"]),
+            models.Index(fields=["distributor", "sold_on"]),
+            # the dashboards read the days of a period outside the roll-up's whole months live
+            models.Index(fields=["sold_on"], name="sale_sold_on"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.erp_line_id}: € {self.amount} to {self.reseller}"
@@ -380,3 +385,129 @@ class TierChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organisation}: {self.get_kind_display()} on {self.changed_on}"
+
+
+class DealerMonth(models.Model):
+    """The registration KPIs of one dealer in one month, as of the last roll-up (tiers.rollup).
+
+    Derived data, rebuilt every night: a dashboard adds these rows up for the whole months of its
+    period and counts the rest live (see tiers.rollup for which rest). Each figure is counted by
+    its own date: the first submission (submitted; of those, how many ended after approval and
+    how many were won), the won date (won_in: how many, their won values and cycle times) or the
+    decision (decided, and how many in time)."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    month = models.DateField()  # the first day of the month, local time
+    # the dealer's kind, region and partner manager when the roll-up was built: RegionMonth adds
+    # up by these, and a dealer changed since is taken out of it by these
+    kind = models.CharField(max_length=12)
+    region_id = models.BigIntegerField(null=True)
+    partner_manager_id = models.BigIntegerField(null=True)
+    # the build fills the columns of one date per statement: the others keep the database default
+    submitted = models.PositiveIntegerField(db_default=0)
+    closed = models.PositiveIntegerField(db_default=0)  # approved and ended since (won, lost, expired)
+    won = models.PositiveIntegerField(db_default=0)
+    won_in = models.PositiveIntegerField(db_default=0)
+    won_value_sum = models.DecimalField(max_digits=18, decimal_places=2, null=True)
+    won_value_count = models.PositiveIntegerField(db_default=0)  # how many have a won value
+    cycle_sum = models.DurationField(null=True)  # sum of won date − first submission date
+    cycle_count = models.PositiveIntegerField(db_default=0)
+    decided = models.PositiveIntegerField(db_default=0)
+    in_time = models.PositiveIntegerField(db_default=0)  # decided within the review window
+
+    class Meta:
+        verbose_name = "dealer month (roll-up)"
+        constraints = [models.UniqueConstraint(fields=["organisation", "month"], name="dealermonth_one_per_month")]
+        indexes = [models.Index(fields=["month", "organisation"], name="dealermonth_month_org")]
+
+    def __str__(self) -> str:
+        return f"{self.organisation_id} {self.month:%Y-%m}"
+
+
+class RegionMonth(models.Model):
+    """The DealerMonth rows of the dealers (resellers) added up per region, partner manager and
+    month: what a regional director's or the channel admin's dashboard reads for whole regions."""
+
+    region_id = models.BigIntegerField(null=True)
+    partner_manager_id = models.BigIntegerField(null=True)
+    month = models.DateField()
+    submitted = models.PositiveIntegerField(db_default=0)
+    closed = models.PositiveIntegerField(db_default=0)
+    won = models.PositiveIntegerField(db_default=0)
+    won_in = models.PositiveIntegerField(db_default=0)
+    won_value_sum = models.DecimalField(max_digits=18, decimal_places=2, null=True)
+    won_value_count = models.PositiveIntegerField(db_default=0)
+    cycle_sum = models.DurationField(null=True)
+    cycle_count = models.PositiveIntegerField(db_default=0)
+    decided = models.PositiveIntegerField(db_default=0)
+    in_time = models.PositiveIntegerField(db_default=0)
+
+    class Meta:
+        verbose_name = "region month (roll-up)"
+        indexes = [models.Index(fields=["month", "region_id"], name="regionmonth_month_region")]
+
+    def __str__(self) -> str:
+        return f"region {self.region_id} manager {self.partner_manager_id} {self.month:%Y-%m}"
+
+
+class SaleMonth(models.Model):
+    """The vendor's sales to one dealer in one month and product line, as of the last roll-up
+    (tiers.rollup), with the dealer's kind, region and partner manager then."""
+
+    reseller = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    kind = models.CharField(max_length=12)
+    region_id = models.BigIntegerField(null=True)
+    partner_manager_id = models.BigIntegerField(null=True)
+    month = models.DateField()
+    product_line = models.ForeignKey(
+        "deals.ProductLine", on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    amount = models.DecimalField(max_digits=18, decimal_places=2)
+
+    class Meta:
+        verbose_name = "sales month (roll-up)"
+        indexes = [models.Index(fields=["month", "reseller"], name="salemonth_month_reseller")]
+
+    def __str__(self) -> str:
+        return f"{self.reseller_id} {self.month:%Y-%m} {self.product_line_id}: {self.amount}"
+
+
+class RegionSaleMonth(models.Model):
+    """SaleMonth added up per region, partner manager, month and product line (resellers)."""
+
+    region_id = models.BigIntegerField(null=True)
+    partner_manager_id = models.BigIntegerField(null=True)
+    month = models.DateField()
+    product_line = models.ForeignKey(
+        "deals.ProductLine", on_delete=models.CASCADE, related_name="+", db_constraint=False
+    )
+    amount = models.DecimalField(max_digits=18, decimal_places=2)
+
+    class Meta:
+        verbose_name = "region sales month (roll-up)"
+        indexes = [models.Index(fields=["month", "region_id"], name="regionsalemonth_month_region")]
+
+    def __str__(self) -> str:
+        return f"region {self.region_id} {self.month:%Y-%m} {self.product_line_id}: {self.amount}"
+
+
+class RollupState(models.Model):
+    """When the roll-up was last built (one row; none yet: every figure is counted live)."""
+
+    built_at = models.DateTimeField()
+    rows = models.PositiveIntegerField(default=0)
+    seconds = models.DecimalField(max_digits=8, decimal_places=2, default=0)
+
+    def __str__(self) -> str:
+        return f"roll-up of {self.built_at:%Y-%m-%d %H:%M}: {self.rows} rows"
+
+
+class RollupChange(models.Model):
+    """A dealer whose registrations changed after the roll-up was built: its figures are counted
+    live until the next build. Append-only (no unique key), so that a change committed while the
+    build runs is never deleted by it unseen (tiers.rollup.rollup_build)."""
+
+    organisation_id = models.BigIntegerField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"dealer {self.organisation_id} changed"

@@ -1,8 +1,13 @@
 from celery import shared_task
 
-from tiers import services
+from tiers import rollup, services
 
 
 @shared_task(ignore_result=True)
 def tiers_recompute() -> None:
     services.tiers_recompute()
+
+
+@shared_task(ignore_result=True)
+def dashboards_rollup() -> None:
+    rollup.rollup_build()

@@ -1,0 +1,272 @@
+"""The dashboards' roll-up (tiers.rollup): with a roll-up built, every figure equals counting live,
+for any period, at every level; and stays equal after registrations change, expire or go, until
+the next build."""
+
+import random
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from django.core.management import call_command
+
+from dealers.models import Organisation
+from deals import services
+from deals.models import ProductLine, Registration
+from tests.deal_factories import make_registration
+from tests.tier_factories import sale
+from tiers import rollup
+from tiers.kpis import Period, kpis
+from tiers.models import DealerMonth, RollupChange, RollupState, Sale
+
+S = Registration.Status
+AMS = ZoneInfo("Europe/Amsterdam")
+TODAY = date(2026, 11, 23)
+KEYS = ("organisation_id", "organisation__region_id", "organisation__partner_manager_id", None)
+
+
+@pytest.fixture(autouse=True)
+def on_day():
+    with time_machine.travel(datetime(2026, 11, 23, 12, tzinfo=AMS), tick=False):
+        yield
+
+
+def history(world, n: int, seed: int) -> list[Registration]:
+    """n registrations over three years for the three dealers: every status, submissions at the
+    edges of local days and months (23:30 and 00:30 Amsterdam time, across DST), won dates and
+    decisions in other months than the submission."""
+    rng = random.Random(seed)
+    lines = [ProductLine.objects.create(code=f"line-{seed}-{i}", name=f"Line {seed}-{i}") for i in range(3)]
+    dealers = [(world.own, world.own_user), (world.other, world.other_admin), (world.orphan, world.other_admin)]
+    made = []
+    for _ in range(n):
+        organisation, person = rng.choice(dealers)
+        day = TODAY - timedelta(days=rng.randint(0, 3 * 365))
+        hour, minute = rng.choice([(0, 30), (23, 30), (12, 0), (1, 59)])
+        submitted = datetime(day.year, day.month, day.day, hour, minute, tzinfo=AMS)
+        status = rng.choice(list(S))
+        fields = {}
+        if status == S.WON:
+            fields.update(
+                won_date=min(TODAY, day + timedelta(days=rng.randint(0, 120))),
+                won_value=rng.choice([None, Decimal(rng.randint(100, 90_000)) / 4]),
+            )
+        if rng.random() < 0.7:
+            fields.update(
+                decided_at=submitted + timedelta(hours=rng.randint(1, 200)),
+                decided_in_time=rng.choice([True, False, None]),
+                review_working_hours=Decimal(rng.randint(10, 9000)) / 100,
+            )
+        made.append(make_registration(organisation, person, status, first_submitted_at=submitted, **fields))
+        if rng.random() < 0.6:
+            sale(organisation, Decimal(rng.randint(100, 500_000)) / 100, day, product_line=rng.choice(lines))
+    return made
+
+
+def periods(seed: int, n: int) -> list[tuple[date, date]]:
+    rng = random.Random(seed)
+    chosen = [
+        (date(2025, 11, 24), TODAY),  # the default trailing year: two partial months
+        (date(2026, 1, 1), date(2026, 6, 30)),  # whole months only
+        (date(2026, 3, 5), date(2026, 3, 20)),  # inside one month
+        (date(2024, 2, 29), date(2024, 3, 31)),  # a leap day to a month end
+        (date(2025, 10, 26), date(2025, 10, 26)),  # the day the clocks go back
+    ]
+    for _ in range(n):
+        start = TODAY - timedelta(days=rng.randint(0, 3 * 365))
+        chosen.append((start, min(TODAY + timedelta(days=40), start + timedelta(days=rng.randint(0, 500)))))
+    return chosen
+
+
+def live(organisations, start, end, key):
+    """What counting everything live gives: the same function without a roll-up state."""
+    state = list(RollupState.objects.all())
+    RollupState.objects.all().delete()
+    try:
+        return rollup.registration_figures(organisations, start, end, key)
+    finally:
+        RollupState.objects.bulk_create(state)
+
+
+def live_sales(organisations, start, end, key, by_line):
+    state = list(RollupState.objects.all())
+    RollupState.objects.all().delete()
+    try:
+        return rollup.sales_figures(organisations, start, end, key, by_line=by_line)
+    finally:
+        RollupState.objects.bulk_create(state)
+
+
+SALE_KEYS = ("reseller_id", "reseller__region_id", "reseller__partner_manager_id", None)
+
+
+def assert_same(organisations, chosen):
+    for start, end in chosen:
+        for key in KEYS:
+            expected = {k: v for k, v in live(organisations, start, end, key).items() if v != rollup.Figures()}
+            got = {k: v for k, v in rollup.registration_figures(organisations, start, end, key).items()}
+            got = {k: v for k, v in got.items() if v != rollup.Figures()}
+            assert got == expected, (start, end, key)
+        for key in SALE_KEYS:
+            for by_line in (False, True):
+                expected = {k: v for k, v in live_sales(organisations, start, end, key, by_line).items() if v}
+                got = {
+                    k: v for k, v in rollup.sales_figures(organisations, start, end, key, by_line=by_line).items() if v
+                }
+                assert got == expected, (start, end, key, by_line)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_rollup_gives_the_live_figures_for_any_period(world, seed):
+    history(world, 60, seed)
+    rows = rollup.rollup_build()
+    assert rows == DealerMonth.objects.count() > 0
+    assert not RollupChange.objects.exists()
+    assert_same(Organisation.objects.all(), periods(seed, 25))
+    assert_same(Organisation.objects.filter(pk=world.own.pk), periods(seed + 10, 10))
+
+
+def test_the_figures_count_the_rollup_rows_and_only_the_rest_live(world, django_assert_num_queries):
+    """Not a test of speed: that whole months of an unchanged dealer are read from the roll-up, so a
+    registration altered behind the roll-up's back (no save) shows up only in a partial month."""
+    made = make_registration(
+        world.own, world.own_user, S.SUBMITTED, first_submitted_at=datetime(2026, 3, 10, tzinfo=AMS)
+    )
+    rollup.rollup_build()
+    Registration.objects.filter(pk=made.pk).update(status=S.WITHDRAWN)  # no save: not marked
+    whole = rollup.registration_figures(Organisation.objects.all(), date(2026, 3, 1), date(2026, 3, 31), None)[None]
+    assert whole.submitted == 1  # from the roll-up row
+    partial = rollup.registration_figures(Organisation.objects.all(), date(2026, 3, 2), date(2026, 3, 31), None)
+    assert partial[None].submitted == 1  # live: the day is outside a whole month
+    everything = Organisation.objects.all()
+    with django_assert_num_queries(6):  # the state, the changes (none), the roll-up rows, the days outside (3 dates)
+        rollup.registration_figures(everything, date(2025, 11, 24), TODAY, "organisation_id")
+    make_registration(world.other, world.other_admin, S.SUBMITTED)
+    with django_assert_num_queries(7):  # and everything of the changed dealer
+        rollup.registration_figures(everything, date(2025, 11, 24), TODAY, "organisation_id")
+
+
+def test_changes_after_the_build_count_at_once(world):
+    made = history(world, 40, 3)
+    rollup.rollup_build()
+    chosen = periods(3, 15)
+    # a transition through the services, a submission, an edit of a counted field, a deletion
+    approved = next(r for r in made if r.status == S.APPROVED and r.organisation == world.own)
+    services.registration_report_won(
+        registration=approved, actor=world.own_user, value=Decimal("1234.50"), won_on=TODAY
+    )
+    make_registration(world.other, world.other_admin, S.SUBMITTED, first_submitted_at=datetime(2026, 2, 3, tzinfo=AMS))
+    lost = next(r for r in made if r.status == S.LOST and r.organisation == world.other)
+    lost.decided_at = datetime(2026, 5, 5, 9, tzinfo=AMS)
+    lost.save(update_fields=["decided_at"])
+    next(r for r in made if r.organisation == world.orphan).delete()
+    sale(world.other, "999.99", date(2026, 3, 3))  # an import after the build
+    Sale.objects.filter(reseller=world.own).first().delete()
+    assert set(RollupChange.objects.values_list("organisation_id", flat=True)) == {
+        world.own.pk,
+        world.other.pk,
+        world.orphan.pk,
+    }
+    assert_same(Organisation.objects.all(), chosen)
+
+
+def test_a_dealer_that_moves_region_or_partner_manager_counts_where_it_is_now(world):
+    history(world, 40, 8)
+    rollup.rollup_build()
+    chosen = periods(8, 10)
+    world.own.region = world.south
+    world.own.save()
+    world.other.partner_manager = world.pm_a
+    world.other.save(update_fields=["partner_manager"])
+    world.orphan.name = "Renamed B.V."  # no key changed: not marked
+    world.orphan.save()
+    assert sorted(RollupChange.objects.values_list("organisation_id", flat=True)) == sorted(
+        [world.own.pk, world.other.pk]
+    )
+    assert_same(Organisation.objects.all(), chosen)
+    assert_same(Organisation.objects.filter(region=world.south), chosen)
+    assert_same(Organisation.objects.filter(region=world.north), chosen)
+
+
+def test_region_rows_serve_whole_regions_only(world, django_assert_num_queries):
+    history(world, 30, 9)
+    rollup.rollup_build()
+    assert rollup._whole_regions(Organisation.objects.filter(region=world.north)) == [world.north.pk]
+    assert rollup._whole_regions(Organisation.objects.filter(pk=world.own.pk)) is None  # orphan is north too
+    assert_same(Organisation.objects.filter(pk__in=[world.own.pk, world.other.pk]), periods(9, 8))
+
+
+def test_a_save_of_other_fields_marks_nobody(world):
+    made = make_registration(world.own, world.own_user, S.SUBMITTED)
+    rollup.rollup_build()
+    made.expected_value = Decimal("5000.00")
+    made.save(update_fields=["expected_value"])
+    assert not RollupChange.objects.exists()
+
+
+def test_the_nightly_expiry_marks_the_dealers_it_expired(world):
+    old = make_registration(
+        world.own,
+        world.own_user,
+        S.APPROVED,
+        protected_until=TODAY - timedelta(days=1),
+        first_submitted_at=datetime(2026, 6, 2, tzinfo=AMS),
+    )
+    make_registration(world.other, world.other_admin, S.APPROVED, protected_until=TODAY + timedelta(days=10))
+    rollup.rollup_build()
+    assert services.protections_expire(today=TODAY) == 1
+    assert list(RollupChange.objects.values_list("organisation_id", flat=True)) == [old.organisation_id]
+    june = rollup.registration_figures(Organisation.objects.all(), date(2026, 6, 1), date(2026, 6, 30), None)[None]
+    assert (june.submitted, june.closed) == (1, 1)  # expired after approval: it ended
+    assert_same(Organisation.objects.all(), periods(4, 5))
+
+
+def test_a_rebuild_clears_the_changes_and_counts_them(world):
+    history(world, 20, 5)
+    rollup.rollup_build()
+    make_registration(world.own, world.own_user, S.WON, first_submitted_at=datetime(2026, 4, 4, tzinfo=AMS))
+    assert RollupChange.objects.exists()
+    rollup.rollup_build()
+    assert not RollupChange.objects.exists()
+    assert_same(Organisation.objects.all(), periods(5, 5))
+
+
+def test_kpis_are_the_same_with_and_without_the_rollup(world):
+    history(world, 50, 6)
+    for start, end in periods(6, 6):
+        period = Period(start, end)
+        for level in ("dealer", "region", "programme"):
+            before = kpis(Organisation.objects.all(), period, level, TODAY)
+            rollup.rollup_build()
+            after = kpis(Organisation.objects.all(), period, level, TODAY)
+            RollupState.objects.all().delete()
+            assert after == before, (start, end, level)
+
+
+def test_the_command_and_the_nightly_schedule(world, settings, capsys):
+    history(world, 5, 7)
+    call_command("rollup_dashboards")
+    assert "Rolled up" in capsys.readouterr().out
+    state = RollupState.objects.get()
+    assert state.rows == DealerMonth.objects.count()
+    entry = settings.CELERY_BEAT_SCHEDULE["dashboards-rollup"]
+    assert entry["task"] == "tiers.tasks.dashboards_rollup"
+    # after the expiry (01:00), before the tier evaluation (02:00)
+    assert (entry["schedule"].hour, entry["schedule"].minute) == ({1}, {30})
+
+
+def test_whole_months():
+    assert rollup.whole_months(date(2025, 11, 24), date(2026, 11, 23)) == (date(2025, 12, 1), date(2026, 10, 1))
+    assert rollup.whole_months(date(2026, 1, 1), date(2026, 1, 31)) == (date(2026, 1, 1), date(2026, 1, 1))
+    assert rollup.whole_months(date(2026, 1, 2), date(2026, 2, 27)) is None
+    assert rollup.whole_months(date(2024, 2, 1), date(2024, 2, 29)) == (date(2024, 2, 1), date(2024, 2, 1))
+
+
+def test_the_ends_of_the_calendar(world):
+    history(world, 10, 10)
+    rollup.rollup_build()
+    assert_same(
+        Organisation.objects.all(),
+        [(date(9999, 1, 1), date(9999, 12, 31)), (date(9999, 12, 5), date(9999, 12, 31)), (date(1900, 1, 1), TODAY)],
+    )

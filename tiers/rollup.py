@@ -1,0 +1,566 @@
+"""The registration KPIs of the dashboards, counted from a nightly roll-up plus what it cannot know.
+
+A channel admin's dashboard adds up a year of a million registrations; done live per request that
+is seconds of work. So every night (after the protections expire, before the tiers are evaluated)
+`rollup_build` writes one DealerMonth row per dealer, month and basis: the registrations counted
+by their first submission, by their won date and by their decision. A dashboard then reads
+
+- the roll-up rows of the whole months inside its period, for the dealers that did not change
+  since the build, and
+- live, from the registrations: the days of the period outside those whole months (a period runs
+  from any date to any date), and every registration of a dealer that changed since the build.
+
+The two never overlap and together cover the period, so the figures are the same as counting
+everything live: tests/test_rollup.py compares both on generated histories. What "changed" means:
+a registration of the dealer was saved (every transition of deals.services saves its row), deleted
+or expired by the nightly job (which writes its own change rows). Whoever changes a counted field
+(TRACKED) past Registration.save() — an UPDATE through a queryset — must call `dealers_changed`.
+
+Without any build yet (a new portal; the test suite) everything is counted live.
+
+The medians (review working hours) cannot be added up from months; they stay live, over the
+decision timestamps of the period (indexed).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from datetime import time as clock
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+from django.db.models.functions import TruncDate, TruncMonth
+from django.utils import timezone
+
+from dealers.models import Organisation
+from deals.models import Registration
+from tiers.models import DealerMonth, RegionMonth, RegionSaleMonth, RollupChange, RollupState, Sale, SaleMonth
+
+Status = Registration.Status
+ENDED_AFTER_APPROVAL = (Status.WON, Status.LOST, Status.EXPIRED)
+
+
+class Basis:
+    """The date a figure is counted by."""
+
+    SUBMITTED = "submitted"  # the first submission
+    WON = "won"  # the won date
+    DECIDED = "decided"  # the review decision
+
+
+# the fields a roll-up row is computed from: a save that writes none of them changes no figure
+TRACKED = frozenset(
+    {"organisation", "status", "first_submitted_at", "won_date", "won_value", "decided_at", "decided_in_time"}
+)
+
+
+def cycle_time():
+    """Days from the first submission (local date) to the won date, as a duration."""
+    return ExpressionWrapper(F("won_date") - TruncDate("first_submitted_at"), output_field=DurationField())
+
+
+# --- the build -------------------------------------------------------------------------------------
+
+
+DEALER = ("organisation_id", "kind", "region_id", "partner_manager_id", "month")
+DEALER_KEYS = {
+    "kind": F("organisation__kind"),
+    "region_id": F("organisation__region_id"),
+    "partner_manager_id": F("organisation__partner_manager_id"),
+}
+
+
+def _basis_rows():
+    """Per date: the grouped query over every registration, and the roll-up columns it fills."""
+    registrations = Registration.objects.order_by().annotate(**DEALER_KEYS)
+    cycle = cycle_time()
+    return [
+        registrations.annotate(month=TruncMonth(TruncDate("first_submitted_at")))
+        .values(*DEALER)
+        .annotate(
+            submitted=Count("pk"),
+            closed=Count("pk", filter=Q(status__in=ENDED_AFTER_APPROVAL)),
+            won=Count("pk", filter=Q(status=Status.WON)),
+        ),
+        registrations.filter(status=Status.WON, won_date__isnull=False)
+        .annotate(month=TruncMonth("won_date"))
+        .values(*DEALER)
+        .annotate(
+            won_in=Count("pk"),
+            won_value_sum=Sum("won_value"),
+            won_value_count=Count("won_value"),
+            cycle_sum=Sum(cycle),
+            cycle_count=Count(cycle),
+        ),
+        registrations.filter(decided_at__isnull=False, decided_in_time__isnull=False)
+        .annotate(month=TruncMonth(TruncDate("decided_at")))
+        .values(*DEALER)
+        .annotate(decided=Count("pk"), in_time=Count("pk", filter=Q(decided_in_time=True))),
+    ]
+
+
+def rollup_build() -> int:
+    """Rebuild every DealerMonth row from the registrations, in one transaction (a dashboard sees
+    the old roll-up or the new one, never half). Returns the number of rows.
+
+    The change rows are deleted first, then the registrations are read: under READ COMMITTED a
+    change committed before the delete is in the figures read after it, and one committed later
+    keeps its change row (the delete never saw it), so its dealer is counted live until the next
+    build. Never the other way round, which would lose a change for a day."""
+    started = time.perf_counter()
+    quote = connection.ops.quote_name
+    table = quote(DealerMonth._meta.db_table)
+    with transaction.atomic():
+        RollupChange.objects.all().delete()
+        for model in (DealerMonth, RegionMonth, SaleMonth, RegionSaleMonth):
+            model.objects.all().delete()
+        with connection.cursor() as cursor:
+            # the three dates' grouped rows side by side (a date's missing columns: 0 or NULL),
+            # added up per dealer and month in one INSERT … SELECT
+            parts, params = [], []
+            for queryset in _basis_rows():
+                sql, part_params = queryset.query.sql_with_params()
+                counted = set(queryset.query.annotation_select)
+                values = [
+                    f"{f'sub.{quote(c)}' if c in counted else ('NULL' if c in NULLABLE else '0')} AS {c}"
+                    for c in ADDITIVE
+                ]
+                parts.append(f"SELECT {', '.join(f'sub.{c}' for c in DEALER)}, {', '.join(values)} FROM ({sql}) sub")
+                params += part_params
+            sums = ", ".join(f"SUM({c})" for c in ADDITIVE)
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(DEALER)}, {', '.join(ADDITIVE)}) "
+                f"SELECT {', '.join(DEALER)}, {sums} FROM ({' UNION ALL '.join(parts)}) dates "
+                f"GROUP BY {', '.join(DEALER)}",
+                params,
+            )
+            regions = quote(RegionMonth._meta.db_table)
+            cursor.execute(
+                f"INSERT INTO {regions} (region_id, partner_manager_id, month, {', '.join(ADDITIVE)}) "
+                f"SELECT region_id, partner_manager_id, month, {', '.join(f'SUM({c})' for c in ADDITIVE)} "
+                f"FROM {table} WHERE kind = %s GROUP BY region_id, partner_manager_id, month",
+                [Organisation.Kind.RESELLER],
+            )
+            _build_sales(cursor)
+        rows = DealerMonth.objects.count()
+        RollupState.objects.all().delete()
+        RollupState.objects.create(
+            built_at=timezone.now(),
+            rows=rows,
+            seconds=Decimal(time.perf_counter() - started).quantize(Decimal("0.01")),
+        )
+    return rows
+
+
+def _build_sales(cursor) -> None:
+    quote = connection.ops.quote_name
+    sales = (
+        Sale.objects.order_by()
+        .annotate(
+            month=TruncMonth("sold_on"), **{k: F(f"reseller__{k}") for k in ("kind", "region_id", "partner_manager_id")}
+        )
+        .values("reseller_id", "kind", "region_id", "partner_manager_id", "month", "product_line_id")
+        .annotate(total=Sum("amount"))
+    )
+    sql, params = sales.query.sql_with_params()
+    columns = "reseller_id, kind, region_id, partner_manager_id, month, product_line_id"
+    cursor.execute(
+        f"INSERT INTO {quote(SaleMonth._meta.db_table)} ({columns}, amount) "
+        f"SELECT {', '.join(f'sub.{c}' for c in columns.split(', '))}, sub.total FROM ({sql}) sub",
+        params,
+    )
+    cursor.execute(
+        f"INSERT INTO {quote(RegionSaleMonth._meta.db_table)} (region_id, partner_manager_id, month, product_line_id, "
+        f"amount) SELECT region_id, partner_manager_id, month, product_line_id, SUM(amount) "
+        f"FROM {quote(SaleMonth._meta.db_table)} WHERE kind = %s "
+        f"GROUP BY region_id, partner_manager_id, month, product_line_id",
+        [Organisation.Kind.RESELLER],
+    )
+
+
+def dealers_changed(organisation_ids) -> None:
+    """Count these dealers live until the next build (their registrations changed)."""
+    RollupChange.objects.bulk_create([RollupChange(organisation_id=pk) for pk in set(organisation_ids) if pk])
+
+
+def on_registration_init(sender, instance, **kwargs):
+    instance._rollup_organisation_id = instance.__dict__.get("organisation_id")
+
+
+def on_registration_saved(sender, instance, created, update_fields=None, raw=False, **kwargs):
+    if raw:  # a fixture load: the build counts it
+        return
+    if created or update_fields is None or TRACKED.intersection(update_fields):
+        dealers_changed({instance.organisation_id, getattr(instance, "_rollup_organisation_id", None)})
+    instance._rollup_organisation_id = instance.organisation_id
+
+
+def on_registration_deleted(sender, instance, **kwargs):
+    dealers_changed({instance.organisation_id})
+
+
+ORGANISATION_TRACKED = ("kind", "region_id", "partner_manager_id")
+
+
+def on_organisation_init(sender, instance, **kwargs):
+    instance._rollup_keys = tuple(instance.__dict__.get(name) for name in ORGANISATION_TRACKED)
+
+
+def on_organisation_saved(sender, instance, created, raw=False, **kwargs):
+    """A dealer that moves to another region or partner manager (or changes kind) is counted live
+    until the next build: RegionMonth holds it under its old keys."""
+    keys = tuple(getattr(instance, name) for name in ORGANISATION_TRACKED)
+    if not raw and not created and keys != getattr(instance, "_rollup_keys", keys):
+        dealers_changed({instance.pk})
+    instance._rollup_keys = keys
+
+
+def on_sale_saved(sender, instance, raw=False, **kwargs):
+    if not raw:
+        dealers_changed({instance.reseller_id, getattr(instance, "_rollup_reseller_id", None)})
+
+
+def on_sale_init(sender, instance, **kwargs):
+    instance._rollup_reseller_id = instance.__dict__.get("reseller_id")
+
+
+def on_sale_deleted(sender, instance, **kwargs):
+    dealers_changed({instance.reseller_id})
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+NULLABLE = {"won_value_sum", "cycle_sum"}  # sums: NULL, not 0, where a date has none
+ADDITIVE = (
+    "submitted",
+    "closed",
+    "won",
+    "won_in",
+    "won_value_sum",
+    "won_value_count",
+    "cycle_sum",
+    "cycle_count",
+    "decided",
+    "in_time",
+)
+
+
+@dataclass
+class Figures:
+    """The additive registration figures of one group (a dealer, a region, the programme)."""
+
+    submitted: int = 0
+    closed: int = 0
+    won: int = 0
+    won_in: int = 0
+    won_value_sum: Decimal = Decimal(0)
+    won_value_count: int = 0
+    cycle_sum: timedelta = timedelta(0)
+    cycle_count: int = 0
+    decided: int = 0
+    in_time: int = 0
+
+    def add(self, values: dict, sign: int = 1) -> None:
+        for name, value in values.items():
+            if value is None:
+                continue
+            if name == "cycle_sum" and not isinstance(value, timedelta):
+                value = timedelta(microseconds=int(value))  # SQLite sums durations as microseconds
+            value = Decimal(value) if name == "won_value_sum" else value
+            setattr(self, name, getattr(self, name) + sign * value)
+
+    @property
+    def average_deal(self) -> Decimal | None:
+        return self.won_value_sum / self.won_value_count if self.won_value_count else None
+
+    @property
+    def cycle_days(self) -> Decimal | None:
+        if not self.cycle_count:
+            return None
+        return Decimal(self.cycle_sum.total_seconds()) / Decimal(86400) / self.cycle_count
+
+
+def local_midnight(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, clock.min))
+
+
+def within(field: str, start: date, end: date, *, timestamp: bool) -> Q:
+    """`field` on a local date from start to end, both included: a range on the column itself (an
+    index serves it), not a cast of every row to a date."""
+    if timestamp:
+        if end == date.max:  # no day after it to stop before
+            return Q(**{f"{field}__gte": local_midnight(start)})
+        return Q(**{f"{field}__gte": local_midnight(start), f"{field}__lt": local_midnight(end + timedelta(days=1))})
+    return Q(**{f"{field}__gte": start, f"{field}__lte": end})
+
+
+def whole_months(start: date, end: date) -> tuple[date, date] | None:
+    """The first days of the first and the last whole month from start to end, or None."""
+    if start.day == 1:
+        first = start
+    elif (start.year, start.month) == (9999, 12):
+        return None  # no month after the last one
+    else:
+        first = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    last = (
+        end.replace(day=1)
+        if end == _month_end(end.replace(day=1))
+        else (end.replace(day=1) - timedelta(days=1)).replace(day=1)
+    )
+    return (first, last) if first <= last else None
+
+
+def _month_end(first: date) -> date:
+    if (first.year, first.month) == (9999, 12):
+        return date.max
+    return (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
+BASES = {  # basis: (registration field, is it a timestamp)
+    Basis.SUBMITTED: ("first_submitted_at", True),
+    Basis.WON: ("won_date", False),
+    Basis.DECIDED: ("decided_at", True),
+}
+
+
+def in_period(basis: str, start: date, end: date) -> Q:
+    field, timestamp = BASES[basis]
+    q = within(field, start, end, timestamp=timestamp)
+    if basis == Basis.WON:
+        return q & Q(status=Status.WON)
+    if basis == Basis.DECIDED:
+        return q & Q(decided_in_time__isnull=False)
+    return q
+
+
+# the date each figure is counted by
+BASIS_OF = {
+    "submitted": Basis.SUBMITTED,
+    "closed": Basis.SUBMITTED,
+    "won": Basis.SUBMITTED,
+    "won_in": Basis.WON,
+    "won_value_sum": Basis.WON,
+    "won_value_count": Basis.WON,
+    "cycle_sum": Basis.WON,
+    "cycle_count": Basis.WON,
+    "decided": Basis.DECIDED,
+    "in_time": Basis.DECIDED,
+}
+
+
+def _live(registrations, key: str | None, filters: dict[str, Q], fields) -> dict:
+    submitted, won, decided = filters[Basis.SUBMITTED], filters[Basis.WON], filters[Basis.DECIDED]
+    cycle = cycle_time()
+    where = Q()
+    for basis in {BASIS_OF[name] for name in fields}:
+        where |= filters[basis]
+    queryset = registrations.filter(where)
+    aggregates = {
+        "submitted": Count("pk", filter=submitted),
+        "closed": Count("pk", filter=submitted & Q(status__in=ENDED_AFTER_APPROVAL)),
+        "won": Count("pk", filter=submitted & Q(status=Status.WON)),
+        "won_in": Count("pk", filter=won),
+        "won_value_sum": Sum("won_value", filter=won),
+        "won_value_count": Count("won_value", filter=won),
+        "cycle_sum": Sum(cycle, filter=won),
+        "cycle_count": Count(cycle, filter=won),
+        "decided": Count("pk", filter=decided),
+        "in_time": Count("pk", filter=decided & Q(decided_in_time=True)),
+    }
+    aggregates = {name: aggregates[name] for name in fields}
+    if key is None:
+        return {None: queryset.aggregate(**aggregates)}
+    return {row.pop("_key"): row for row in queryset.values(_key=F(key)).order_by().annotate(**aggregates)}
+
+
+def _whole_regions(organisations) -> list | None:
+    """The regions (None: without one) of which `organisations` holds every dealer (reseller), or
+    None when it holds only some: RegionMonth then cannot be used."""
+    regions = list(organisations.order_by().values_list("region_id", flat=True).distinct())
+    within_them = Q(region_id__in=[r for r in regions if r is not None])
+    if None in regions:
+        within_them |= Q(region__isnull=True)
+    every = Organisation.objects.filter(within_them, kind=Organisation.Kind.RESELLER)
+    if organisations.exclude(kind=Organisation.Kind.RESELLER).exists() or every.count() != organisations.count():
+        return None
+    return regions
+
+
+def _in_regions(regions: list) -> Q:
+    q = Q(region_id__in=[r for r in regions if r is not None])
+    return q | Q(region_id__isnull=True) if None in regions else q
+
+
+REGION_KEYS = {
+    "organisation__region_id": "region_id",
+    "organisation__partner_manager_id": "partner_manager_id",
+    None: None,
+}
+
+
+def _from_rollup(rows, key: str | None, fields) -> dict:
+    aggregates = {name: Sum(name) for name in fields}
+    if key is None:
+        return {None: rows.aggregate(**aggregates)}
+    return {row.pop("_key"): row for row in rows.values(_key=F(key)).order_by().annotate(**aggregates)}
+
+
+def registration_figures(organisations, start: date, end: date, key: str | None, fields=ADDITIVE) -> dict:
+    """{group key: Figures} of the registrations of `organisations` from start to end (local
+    dates), grouped by `key` ("organisation_id", "organisation__region_id" or None); only
+    `fields` (of ADDITIVE) are counted, the others stay 0. Without a roll-up one query; with
+    one, up to seven: its state, the dealers changed since it was built, its rows, the days
+    outside its whole months (one per date), and everything of the changed dealers; for whole
+    regions two more, to tell that they are whole and to take the changed dealers out."""
+    registrations = Registration.objects.filter(organisation__in=organisations)
+    filters = {basis: in_period(basis, start, end) for basis in BASES}
+    months = whole_months(start, end) if RollupState.objects.exists() else None
+    result: dict = {}
+
+    def add(found: dict) -> None:
+        for k, values in found.items():
+            result.setdefault(k, Figures()).add(values)
+
+    if months is None:
+        add(_live(registrations, key, filters, fields))
+        return result
+    first, last = months
+    # read once: few (the dealers active since last night), and none skips a query below
+    changed = sorted(set(RollupChange.objects.values_list("organisation_id", flat=True)))
+    regions = _whole_regions(organisations) if key in REGION_KEYS else None
+    if regions is not None:
+        # whole regions: their per-region rows, less what the changed dealers had in them
+        coarse = REGION_KEYS[key]
+        add(
+            _from_rollup(
+                RegionMonth.objects.filter(_in_regions(regions), month__gte=first, month__lte=last), coarse, fields
+            )
+        )
+        if changed:
+            taken = _from_rollup(
+                DealerMonth.objects.filter(
+                    _in_regions(regions),
+                    organisation_id__in=changed,
+                    kind=Organisation.Kind.RESELLER,
+                    month__gte=first,
+                    month__lte=last,
+                ),
+                coarse,
+                fields,
+            )
+            for k, values in taken.items():
+                result.setdefault(k, Figures()).add(values, sign=-1)
+    else:
+        add(
+            _from_rollup(
+                DealerMonth.objects.filter(organisation__in=organisations, month__gte=first, month__lte=last).exclude(
+                    organisation_id__in=changed
+                ),
+                key,
+                fields,
+            )
+        )
+    # the days outside the whole months, of the unchanged dealers: each date through its own index
+    # (an OR of the three made PostgreSQL read every registration of every dealer in the scope)
+    edges = []
+    if start < first:
+        edges.append((start, first - timedelta(days=1)))
+    if _month_end(last) < end:
+        edges.append((_month_end(last) + timedelta(days=1), end))
+    if edges:
+        outside = {}
+        for basis in BASES:  # each edge a range of its own (inside the period's range PostgreSQL would read it all)
+            outside[basis] = Q()
+            for a, b in edges:
+                outside[basis] |= in_period(basis, a, b)
+        unchanged = registrations.exclude(organisation_id__in=changed)
+        for basis in BASES:  # one query per date: each has a plain plan through its own index
+            counted = [name for name in fields if BASIS_OF[name] == basis]
+            if counted:
+                add(_live(unchanged, key, outside, counted))
+    # everything of the dealers changed since the build
+    if changed:
+        add(_live(registrations.filter(organisation_id__in=changed), key, filters, fields))
+    return result
+
+
+SALE_KEYS = {"reseller__region_id": "region_id", "reseller__partner_manager_id": "partner_manager_id", None: None}
+
+
+def _sum_sales(rows, key: str | None, by_line: bool) -> dict:
+    """{key: amount}, or {(key, product line name): amount}, in one query."""
+    fields = ([F(key)] if key else []) + ([F("product_line__name")] if by_line else [])
+    if not fields:
+        return {None: rows.aggregate(total=Sum("amount"))["total"]}
+    names = {f"_k{i}": f for i, f in enumerate(fields)}
+    found = {}
+    for row in rows.values(**names).order_by().annotate(total=Sum("amount")):
+        parts = [row[f"_k{i}"] for i in range(len(fields))]
+        if not key:
+            parts.insert(0, None)
+        found[tuple(parts) if by_line else parts[0]] = row["total"]
+    return found
+
+
+def sales_figures(organisations, start: date, end: date, key: str | None, *, by_line: bool = False) -> dict:
+    """The vendor's sales to `organisations` from start to end: {group key: amount}, or with
+    by_line {(group key, product line name): amount}; key "reseller_id", "reseller__region_id" or
+    None. Counted as registration_figures counts: the roll-up's whole months for unchanged dealers
+    (per region when the scope is whole regions), the days outside them and the changed dealers
+    live (a dealer changes when a sale of it is saved or deleted, e.g. by an import)."""
+    sales = Sale.objects.filter(reseller__in=organisations)
+    period = Q(sold_on__gte=start, sold_on__lte=end)
+    months = whole_months(start, end) if RollupState.objects.exists() else None
+    result: dict = {}
+
+    def add(found: dict, sign: int = 1) -> None:
+        for k, amount in found.items():
+            if amount is not None:
+                result[k] = result.get(k, Decimal(0)) + sign * Decimal(amount)
+
+    if months is None:
+        add(_sum_sales(sales.filter(period), key, by_line))
+        return result
+    first, last = months
+    changed = sorted(set(RollupChange.objects.values_list("organisation_id", flat=True)))
+    regions = _whole_regions(organisations) if key in SALE_KEYS else None
+    if regions is not None:
+        coarse = SALE_KEYS[key]
+        add(
+            _sum_sales(
+                RegionSaleMonth.objects.filter(_in_regions(regions), month__gte=first, month__lte=last), coarse, by_line
+            )
+        )
+        if changed:
+            taken = SaleMonth.objects.filter(
+                _in_regions(regions),
+                reseller_id__in=changed,
+                kind=Organisation.Kind.RESELLER,
+                month__gte=first,
+                month__lte=last,
+            )
+            add(_sum_sales(taken, coarse, by_line), sign=-1)
+    else:
+        add(
+            _sum_sales(
+                SaleMonth.objects.filter(reseller__in=organisations, month__gte=first, month__lte=last).exclude(
+                    reseller_id__in=changed
+                ),
+                key,
+                by_line,
+            )
+        )
+    outside = Q()
+    if start < first:
+        outside |= Q(sold_on__gte=start, sold_on__lt=first)
+    if _month_end(last) < end:
+        outside |= Q(sold_on__gt=_month_end(last), sold_on__lte=end)
+    if outside:
+        add(_sum_sales(sales.exclude(reseller_id__in=changed).filter(outside), key, by_line))
+    if changed:
+        add(_sum_sales(sales.filter(period, reseller_id__in=changed), key, by_line))
+    return result
