@@ -15,9 +15,11 @@ a dealer-visible place is neutral.
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import reduce
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -33,6 +35,7 @@ from deals.models import (
     ProgrammeSettings,
     Registration,
     RegistrationFlag,
+    RegistrationLine,
 )
 
 Status = Registration.Status
@@ -91,57 +94,79 @@ class Detection:
         )
 
 
-def _candidate_customers(customer: Customer):
-    by_key = Q(pk__in=[])
-    for name in ("vat_key", "register_key", "domain_key"):
-        value = getattr(customer, name)
-        if value:
-            by_key |= Q(**{name: value})
-    if connection.vendor == "postgresql" and customer.name_key:
-        # pg_trgm's default threshold (0.3) lets a shared trade word ("installatiebedrijf …") bring
-        # in thousands of candidates at a million rows; at 0.4 no pair that match() accepts was lost
-        # in a 5,500-pair sample (tools/measure_conflict_check.py), and candidates drop severalfold.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, true)", [str(TRIGRAM_THRESHOLD)])
-        # through the trigram index of the active registrations' copy of the name key (migration 0007)
-        similar = Registration.objects.filter(status__in=ACTIVE, customer_name_key__trigram_similar=customer.name_key)
-        ids = Customer.objects.filter(country=customer.country, pk__in=similar.values("customer_id")).values("pk")
-        if len(by_key):
-            # a UNION, one index per branch: an OR of the two made PostgreSQL scan every customer
-            ids = ids.union(Customer.objects.filter(by_key).values("pk"))
-        found = Customer.objects.filter(pk__in=ids)
-    else:
-        found = Customer.objects.filter(by_key | Q(country=customer.country))  # SQLite: small data; match() decides
-    active_customers = Registration.objects.filter(status__in=ACTIVE).values("customer_id")
-    return found.filter(pk__in=active_customers).exclude(pk=customer.pk)
-
-
 KEYS = ("vat_key", "register_key", "domain_key")
 
-
-def _plausible_candidates(customer: Customer, apart: set[int]) -> list[Customer]:
-    """The candidates that deals.matching.match may call the same customer: every key hit, and the
-    similar names that pass matching.names_may_match on the stored name keys. A common trade word
-    brings in hundreds of trigram-similar names; only their keys are read, and the few that pass
-    are loaded whole (match() normalises the names again, which is the expensive part)."""
-    own = {key: getattr(customer, key) for key in KEYS}
-    rows = _candidate_customers(customer).exclude(pk__in=apart).order_by().values_list("pk", "name_key", *KEYS)
-    plausible = [
-        pk
-        for pk, name_key, *keys in rows
-        if any(value and value == own[key] for key, value in zip(KEYS, keys, strict=True))
-        or matching.names_may_match(customer.name_key, name_key)
-    ]
-    return list(Customer.objects.filter(pk__in=plausible).order_by("pk")) if plausible else []
+# One round trip: pg_trgm's threshold (for the rest of the submission's transaction, as SET LOCAL)
+# and the similar names. pg_trgm's default threshold (0.3) lets a shared trade word
+# ("installatiebedrijf …") bring in thousands of names at a million registrations; at 0.4 no pair
+# that match() accepts was lost in a 5,500-pair sample (tools/measure_conflict_check.py).
+SIMILAR_NAMES_SQL = """
+SELECT set_config('pg_trgm.similarity_threshold', %(threshold)s, true);
+SELECT customer_id, customer_name_key FROM deals_registration
+WHERE status IN %(active)s AND customer_name_key %% %(name)s
+"""
 
 
-def _ruled_apart(customer: Customer) -> set[int]:
-    pairs = NotSameCustomer.objects.filter(Q(customer_low=customer) | Q(customer_high=customer))
-    return {p.customer_high_id if p.customer_low_id == customer.pk else p.customer_low_id for p in pairs}
+def _similar_names(customer: Customer) -> list[tuple[int, str]]:
+    """(customer id, name key) of the active registrations whose customer's name may be this one's.
+    PostgreSQL: the trigram-similar names, through the partial trigram index of the active
+    registrations' copy of the name key (migration 0007), read from the registrations alone: a
+    common trade word brings in hundreds of names, and joining their customers (for the country)
+    cost as much as the index scan; the country is checked on the few that names_may_match keeps.
+    Elsewhere (SQLite, small data): every active registration in the customer's country."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                SIMILAR_NAMES_SQL,
+                {
+                    "threshold": str(TRIGRAM_THRESHOLD),
+                    "active": tuple(map(str, ACTIVE)),
+                    "name": customer.name_key,
+                },
+            )
+            return cursor.fetchall()
+    return list(
+        Registration.objects.filter(status__in=ACTIVE, customer__country=customer.country)
+        .order_by()
+        .values_list("customer_id", "customer_name_key")
+    )
 
 
-def _lines_of(registration: Registration) -> set[int]:
-    return set(registration.lines.values_list("product__line_id", flat=True))
+def _plausible_candidates(customer: Customer) -> list[Customer]:
+    """The customers with an active registration that deals.matching.match may call this one:
+    every key hit (equal VAT, register number or website domain, in any country), and the similar
+    names in the same country that pass matching.names_may_match on the stored name keys. Only the
+    similar names' keys are read; the few plausible customers are loaded whole, in one query with
+    the key hits (an OR of indexed conditions: the partial key indexes and the primary key), less
+    the pairs a reviewer ruled "not the same customer"."""
+    conditions = [Q(**{key: getattr(customer, key)}) for key in KEYS if getattr(customer, key)]
+    if customer.name_key:
+        similar = {
+            customer_id
+            for customer_id, name_key in _similar_names(customer)
+            if matching.names_may_match(customer.name_key, name_key)
+        }
+        if similar:
+            conditions.append(Q(pk__in=sorted(similar), country=customer.country))
+    if not conditions:
+        return []
+    active_customers = Registration.objects.filter(status__in=ACTIVE).values("customer_id")
+    apart = NotSameCustomer.objects.filter(customer_low_id=customer.pk).values("customer_high")
+    apart_low = NotSameCustomer.objects.filter(customer_high_id=customer.pk).values("customer_low")
+    return list(
+        Customer.objects.filter(reduce(operator.or_, conditions), pk__in=active_customers)
+        .exclude(pk=customer.pk)
+        .exclude(pk__in=apart)
+        .exclude(pk__in=apart_low)
+        .order_by("pk")
+    )
+
+
+@dataclass(frozen=True)
+class _Line:
+    line_id: int
+    name: str
+    direct_only: bool
 
 
 def conflicts_detect(registration: Registration) -> Detection:
@@ -149,30 +174,56 @@ def conflicts_detect(registration: Registration) -> Detection:
     submission's transaction, after lock_country(); idempotent for a registration."""
     customer = registration.customer
     record = customer.as_match_record()
-    own_lines = _lines_of(registration)
-    apart = _ruled_apart(customer)
-    result = Detection()
+    # One query for the registration's product lines (the overlap, the direct-only flag) and the
+    # same dealer's other active registrations of this customer record (told to the dealer).
+    lines: list[_Line] = []
     duplicates = []
+    own = RegistrationLine.objects.filter(
+        registration__in=Registration.objects.filter(
+            Q(pk=registration.pk)
+            | Q(customer=customer, organisation_id=registration.organisation_id, status__in=ACTIVE)
+        ).values("pk")
+    ).values_list(
+        "registration_id",
+        "registration__reference",
+        "product__line_id",
+        "product__line__name",
+        "product__line__direct_only",
+    )
+    for registration_id, reference, *line in own.order_by():
+        if registration_id == registration.pk:
+            lines.append(_Line(*line))
+        else:
+            duplicates.append(reference)
+    own_lines = {line.line_id for line in lines}
+    result = Detection()
     matches = {}
-    for candidate in _plausible_candidates(customer, apart):
+    for candidate in _plausible_candidates(customer):
         found = matching.match(record, candidate.as_match_record())
         if found.is_same_customer:
             matches[candidate.pk] = found
+    # the matching customers' active registrations, and (other dealers') their product lines
     others = (
-        Registration.objects.filter(customer_id__in=list(matches), status__in=ACTIVE)
-        .exclude(pk=registration.pk)
-        .prefetch_related("lines__product")
+        list(Registration.objects.filter(customer_id__in=list(matches), status__in=ACTIVE).exclude(pk=registration.pk))
+        if matches
+        else []
     )
+    other_lines: dict[int, set[int]] = {}
+    if any(other.organisation_id != registration.organisation_id for other in others):
+        for registration_id, line_id in RegistrationLine.objects.filter(
+            registration__in=[other.pk for other in others if other.organisation_id != registration.organisation_id]
+        ).values_list("registration_id", "product__line_id"):
+            other_lines.setdefault(registration_id, set()).add(line_id)
     # A resubmission finds its earlier rows again: updated in place, the new ones written together
     # (a customer that several dealers registered gave one SELECT and one INSERT per dealer).
-    existing = {c.other_id: c for c in Conflict.objects.filter(registration=registration)} if matches else {}
+    existing = {c.other_id: c for c in Conflict.objects.filter(registration=registration)} if others else {}
     new, changed = [], []
-    for other in others:  # one query for all the matching customers' registrations, not one each
+    for other in others:
         found = matches[other.customer_id]
         if other.organisation_id == registration.organisation_id:
             duplicates.append(other.reference)
             continue
-        overlap = own_lines & {line.product.line_id for line in other.lines.all()}
+        overlap = own_lines & other_lines.get(other.pk, set())
         values = {
             "kind": Conflict.Kind.CONFLICT if overlap else Conflict.Kind.RELATED,
             "score": Decimal(str(round(found.score, 3))),
@@ -188,14 +239,8 @@ def conflicts_detect(registration: Registration) -> Detection:
     if changed:
         Conflict.objects.bulk_update(changed, ["kind", "score", "reasons"])
     result.conflicts = changed + Conflict.objects.bulk_create(new)
-    # the same dealer's own earlier registration of this customer, in the same customer record
-    duplicates += list(
-        Registration.objects.filter(organisation_id=registration.organisation_id, customer=customer, status__in=ACTIVE)
-        .exclude(pk=registration.pk)
-        .values_list("reference", flat=True)
-    )
     registration.flags.all().delete()
-    flags = _channel_rule_flags(registration, customer)
+    flags = _channel_rule_flags(registration, customer, lines)
     if duplicates:
         flags.append(
             RegistrationFlag(
@@ -208,6 +253,9 @@ def conflicts_detect(registration: Registration) -> Detection:
     return result
 
 
+TERRITORY_FIELDS = ("country", "postcode_from", "postcode_to", "exclusive")
+
+
 def _postcode_in(postcode: str, territory: Territory) -> bool:
     if not territory.postcode_from:
         return True
@@ -217,44 +265,57 @@ def _postcode_in(postcode: str, territory: Territory) -> bool:
     return low <= code[: len(low)] and code[: len(high)] <= high
 
 
-def _channel_rule_flags(registration: Registration, customer: Customer) -> list[RegistrationFlag]:
+def _channel_rule_flags(registration: Registration, customer: Customer, lines: list[_Line]) -> list[RegistrationFlag]:
     flags: list[RegistrationFlag] = []
 
     def flag(kind, text):
         flags.append(RegistrationFlag(registration=registration, kind=kind, explanation=text))
 
     record = customer.as_match_record()
+    keys = matching.keys(record)
+    # Read as values, not models: some 25 named accounts and 40 territories at every check, of which
+    # nearly none flags anything.
     named = (
         NamedAccount.objects.active()
         .filter(Q(country=customer.country) | Q(vat_number__gt="") | Q(website__gt=""))
-        .select_related("reserved_for")
+        .exclude(reserved_for_id=registration.organisation_id)
+        .values_list("name", "city", "country", "website", "vat_number", "company_number", "reserved_for__name")
     )
-    for account in named:
-        if account.reserved_for_id == registration.organisation_id:
+    for name, city, country, website, vat, number, holder in named:
+        other = {
+            "name": name,
+            "city": city,
+            "country": country,
+            "website": website,
+            "vat": vat,
+            "company_number": number,
+        }
+        if not matching.may_match(keys, matching.keys(other)):  # most of them: no match() needed
             continue
-        found = matching.match(record, account.as_match_record())
+        found = matching.match(record, other)
         if found.is_same_customer:
-            holder = account.reserved_for.name if account.reserved_for else "the vendor's direct team"
+            holder = holder or "the vendor's direct team"
             flag(
                 RegistrationFlag.Kind.NAMED_ACCOUNT,
-                f"{account.name} is a named account reserved for {holder} ({'; '.join(found.reasons)}).",
+                f"{name} is a named account reserved for {holder} ({'; '.join(found.reasons)}).",
             )
-    # Only two kinds of territory matter: other dealers' exclusive ones in the customer's country, and
-    # the dealer's own (thousands of non-exclusive territories of other dealers never flag anything).
-    others_exclusive = (
-        Territory.objects.filter(country=customer.country, exclusive=True)
-        .exclude(organisation_id=registration.organisation_id)
-        .exclude(organisation__status=Organisation.Status.TERMINATED)
-        .select_related("organisation")
-    )
-    for territory in others_exclusive:
-        if _postcode_in(customer.postcode, territory):
+    # Only two kinds of territory matter, read in one query: other dealers' exclusive ones in the
+    # customer's country, and the dealer's own (thousands of non-exclusive territories of other
+    # dealers never flag anything).
+    territories = Territory.objects.filter(
+        Q(organisation_id=registration.organisation_id)
+        | Q(country=customer.country, exclusive=True) & ~Q(organisation__status=Organisation.Status.TERMINATED)
+    ).values_list("organisation_id", "organisation__name", "country", "postcode_from", "postcode_to", "exclusive")
+    own_territories = []
+    for organisation_id, organisation_name, *where in territories:
+        territory = Territory(organisation_id=organisation_id, **dict(zip(TERRITORY_FIELDS, where, strict=True)))
+        if organisation_id == registration.organisation_id:
+            own_territories.append(territory)
+        elif _postcode_in(customer.postcode, territory):
             flag(
                 RegistrationFlag.Kind.TERRITORY,
-                f"Postcode {customer.postcode} lies in the exclusive territory of {territory.organisation.name} "
-                f"({territory}).",
+                f"Postcode {customer.postcode} lies in the exclusive territory of {organisation_name} ({territory}).",
             )
-    own_territories = list(Territory.objects.filter(organisation_id=registration.organisation_id))
     own = [t for t in own_territories if t.country == customer.country]
     if own_territories and not any(_postcode_in(customer.postcode, t) for t in own):
         flag(
@@ -268,8 +329,7 @@ def _channel_rule_flags(registration: Registration, customer: Customer) -> list[
             f"Expected value € {registration.expected_value:,} is above the enterprise threshold of € {threshold:,}: "
             "enterprise deals are normally the direct team's.",
         )
-    lines = registration.lines.select_related("product__line")
-    direct = sorted({line.product.line.name for line in lines if line.product.line.direct_only})
+    direct = sorted({line.name for line in lines if line.direct_only})
     if direct:
         flag(
             RegistrationFlag.Kind.DIRECT_ONLY,

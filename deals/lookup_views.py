@@ -39,5 +39,6 @@ def protection_lookup(request):
             results=results[: lookup.RESULT_LIMIT],
             total=len(results),
             interpretation=lookup.interpret(query),
+            scope_note=lookup.SCOPE_NOTE,
         )
     return render(request, "deals/lookup.html", context)

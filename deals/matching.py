@@ -254,6 +254,44 @@ def names_may_match(x: str, y: str) -> bool:
     return fuzz.ratio(x, y) >= NAME_THRESHOLD or fuzz.token_sort_ratio(x, y) >= NAME_THRESHOLD
 
 
+@dataclass(frozen=True)
+class Keys:
+    """What ``match`` compares, normalised once: a record compared with many (the named accounts at
+    each conflict check) computes its keys once and skips ``match`` where ``may_match`` says no."""
+
+    country: str
+    vat: str
+    company_number: str
+    digits: frozenset[str]
+    domain: str
+    name: str
+
+
+def keys(record: Mapping) -> Keys:
+    return Keys(
+        country=_country(record),
+        vat=_vat(record),
+        company_number=normalize_vat(record.get("company_number")),
+        digits=frozenset(_digits(record)),
+        domain=normalize_domain(record.get("website")),
+        name=normalize_name(record.get("name") or ""),
+    )
+
+
+def may_match(a: Keys, b: Keys) -> bool:
+    """False only where ``match(a, b).is_same_customer`` is False: the rules above on the keys, with
+    ``names_may_match`` standing in for the name comparison. Cheap enough to run over every named
+    account; ``match`` decides (and gives the score and the reasons) for the rest."""
+    same_country = bool(a.country) and a.country == b.country
+    return bool(
+        (a.vat and a.vat == b.vat)
+        or (a.company_number and a.company_number == b.company_number and same_country)
+        or (a.digits & b.digits)
+        or (a.domain and a.domain == b.domain)
+        or (same_country and names_may_match(a.name, b.name))
+    )
+
+
 def match(a: Mapping, b: Mapping) -> Match:
     """Compare two customer records; see the module docstring for the rules."""
     # Work on a fixed order of the two records so that match(a, b) == match(b, a), reasons included.

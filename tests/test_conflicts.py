@@ -145,6 +145,32 @@ def test_named_account_for_direct_and_for_another_dealer(world, pumps):
     assert kinds(mine) == []
 
 
+def test_named_account_found_by_its_number_or_website_under_another_name(world, pumps):
+    NamedAccount.objects.create(name="Gemeente Utrecht", country="NL", vat_number="NL 0012.34.567.B01")
+    NamedAccount.objects.create(name="Provincie Zeeland", country="NL", website="https://www.zeeland.nl")
+    by_vat = register(world.own_user, pumps, name="Stadskantoor", vat_number="nl001234567b01")
+    assert kinds(by_vat) == ["named_account"] and "Gemeente Utrecht" in by_vat.flags.get().explanation
+    by_site = register(world.own_user, pumps, name="Provinciehuis", country="BE", website="zeeland.nl/contact")
+    assert kinds(by_site) == ["named_account"] and "Provincie Zeeland" in by_site.flags.get().explanation
+    assert kinds(register(world.own_user, pumps, name="Provinciehuis Gent", country="BE")) == []
+
+
+def test_own_earlier_registration_lines_and_a_conflict_in_one_check(world, pumps, solar):
+    """The registration's own lines, the dealer's earlier registration of the same customer record
+    and another dealer's registration of the same customer: all found by one check."""
+    theirs = register(world.other_admin, pumps, name="Bakkerij Jansen")
+    first = register(world.own_user, solar)
+    again = submit(
+        world.own_user,
+        customer=None,
+        existing_customer=first.customer,
+        lines=[services.LineData(product=pumps, quantity=1)],
+    )
+    assert [(c.other, c.kind) for c in again.conflicts.all()] == [(theirs, Conflict.Kind.CONFLICT)]
+    [own] = again.flags.filter(kind="own_duplicate")
+    assert first.reference in own.explanation
+
+
 def test_territory_rules(world, pumps):
     factories.TerritoryFactory(
         organisation=world.other, country="NL", postcode_from="3500", postcode_to="3599", exclusive=True

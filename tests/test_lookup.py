@@ -142,6 +142,53 @@ def test_typo_in_the_name_is_found_on_postgresql(world, direct):
     assert lookup.protection_lookup(query="slagerij jansen & zonen", user=direct) == []
 
 
+# --- exact hits everywhere, similar names among open registrations (the scale decision) -------------
+
+
+def test_exact_name_finds_a_customer_without_an_active_registration(world, direct):
+    make_registration(world.other, world.other_admin, Status.EXPIRED, customer=customer(world.other))
+    customer(world.own, name="Slagerij Pietersen")  # never registered at all
+    for query, name in (("Bakkerij Jansen", "Bakkerij Jansen B.V."), ("slagerij pietersen bv", "Slagerij Pietersen")):
+        [result] = lookup.protection_lookup(query=query, user=direct)
+        assert (result.name, result.exact, result.matched_on) == (name, True, {"the name"})
+        assert result.answers() == ["Not protected: no active registration"]
+
+
+def test_similar_name_finds_an_active_registration(world, direct):
+    registration = approved(world, customer=customer_data(name="Bakkerij Jansen en Zonen B.V."))
+    [result] = lookup.protection_lookup(query="Bakkerij Jansne & Zonen", user=direct)
+    assert result.registrations == [registration] and result.is_protected
+    assert result.matched_on == {"a similar name"}
+    # a part of the name of an open registration still finds it
+    [part] = lookup.protection_lookup(query="jansen en zonen", user=direct)
+    assert part.registrations == [registration] and part.matched_on == {"part of the name"}
+    # and a different business with a similar name is still told apart by deals.matching
+    assert lookup.protection_lookup(query="Slagerij Jansen & Zonen", user=direct) == []
+
+
+@pytest.mark.parametrize("status", [None, Status.WON, Status.EXPIRED])
+def test_similar_name_of_a_customer_without_an_open_registration_is_not_listed(world, direct, status):
+    record = customer(world.other, name="Bakkerij Jansen en Zonen B.V.")
+    if status:
+        make_registration(world.other, world.other_admin, status, customer=record)
+    for query in ("Bakkerij Jansne & Zonen", "jansen en zonen"):  # a typo, a part of the name
+        assert lookup.protection_lookup(query=query, user=direct) == [], query
+        response = look_up(direct, query)
+        assert response.context["results"] == []
+        assert lookup.SCOPE_NOTE in response.content.decode()  # the page says why
+    # the whole name still finds it, and the page says the same beside the result
+    response = look_up(direct, "Bakkerij Jansen en Zonen")
+    [result] = response.context["results"]
+    assert result.answers() == ["Not protected: no active registration"]
+    assert lookup.SCOPE_NOTE in response.content.decode()
+
+
+def test_the_note_on_similar_names_is_shown_when_a_name_was_searched(world, direct):
+    submit(world, customer=customer_data(name="Van Dijk Bouw B.V.", website="vandijkbouw.nl"))
+    assert lookup.SCOPE_NOTE in look_up(direct, "van dijk").content.decode()
+    assert lookup.SCOPE_NOTE not in look_up(direct, "info@vandijkbouw.nl").content.decode()  # no name in it
+
+
 # --- named accounts -----------------------------------------------------------------------------
 
 
@@ -223,8 +270,10 @@ def test_no_query_no_log_and_an_empty_state(world, direct):
 
 def test_results_are_capped(world, direct, monkeypatch):
     monkeypatch.setattr(lookup, "RESULT_LIMIT", 3)
-    for n in range(5):
-        customer(world.own, name=f"Jansen Winkel {n}")
+    for n in range(5):  # found by a part of the name: among open registrations
+        make_registration(
+            world.own, world.own_admin, Status.SUBMITTED, customer=customer(world.own, name=f"Jansen Winkel {n}")
+        )
     response = look_up(direct, "jansen winkel")
     assert len(response.context["results"]) == 3 and response.context["total"] == 5
     assert "Showing the first 3 of 5 results" in response.content.decode()

@@ -7,7 +7,9 @@ from hypothesis import strategies as st
 from deals.matching import (
     Match,
     company_digits,
+    keys,
     match,
+    may_match,
     name_key,
     names_may_match,
     normalize_domain,
@@ -173,6 +175,42 @@ def test_names_may_match_never_drops_what_match_accepts(words, edit, at, letter,
     a, b = rec(name + forms[0]), rec(other + forms[1])
     if match(a, b).is_same_customer:
         assert names_may_match(name_key(a["name"]), name_key(b["name"]))
+
+
+@pytest.mark.parametrize(("label", "a", "b"), SAME + NOT_SAME, ids=[c[0] for c in SAME + NOT_SAME])
+def test_the_cheap_record_test_keeps_every_match(label, a, b):
+    """The conflict check runs match() on a named account only if may_match() on their keys says
+    it may be the customer: it must say so for every pair match() accepts, either way round."""
+    if match(a, b).is_same_customer:
+        assert may_match(keys(a), keys(b)) and may_match(keys(b), keys(a))
+
+
+@settings(deadline=None)
+@given(
+    names=st.tuples(st.sampled_from(WORDS), st.sampled_from(WORDS)),
+    countries=st.tuples(st.sampled_from(["NL", "BE", "FR", "DE", "", "uk", "GB"]), st.sampled_from(["NL", "BE", "GB"])),
+    vats=st.tuples(
+        st.sampled_from(["", "NL851234567B01", "851234567B01", "be 0123.456.789", "FR12123456789"]),
+        st.sampled_from(["", "nl 8512.34.567.b01", "BE0123456789", "0123456789"]),
+    ),
+    numbers=st.tuples(
+        st.sampled_from(["", "0123.456.789", "123456789", "12345678"]), st.sampled_from(["", "123456789", "12345678"])
+    ),
+    sites=st.tuples(
+        st.sampled_from(["", "www.jansen.nl", "gmail.com", "https://jansen.nl/x"]), st.sampled_from(["", "jansen.nl"])
+    ),
+)
+def test_may_match_never_drops_what_match_accepts(names, countries, vats, numbers, sites):
+    a = {"name": names[0], "country": countries[0], "vat": vats[0], "company_number": numbers[0], "website": sites[0]}
+    b = {"name": names[1], "country": countries[1], "vat": vats[1], "company_number": numbers[1], "website": sites[1]}
+    if match(a, b).is_same_customer:
+        assert may_match(keys(a), keys(b))
+
+
+def test_may_match_refuses_a_different_customer():
+    assert not may_match(keys(rec("Bakkerij Jansen")), keys(rec("Slagerij de Vries")))
+    assert not may_match(keys(rec("Bakkerij Jansen")), keys(rec("Bakkerij Jansen", country="DE")))  # names: one country
+    assert may_match(keys(rec("Jansen", vat="NL851234567B01")), keys(rec("Other", country="BE", vat="nl851234567b01")))
 
 
 def test_names_may_match_refuses_different_names():

@@ -15,14 +15,22 @@ What it does (standalone; it changes no application code):
    in a database whose name contains "measure", unless --force);
 3. times, over --probes varied probes (existing names with typos, legal-form/word-order variants,
    new names, VAT hits):
-   (a) the candidate query alone: list(deals.conflicts._candidate_customers(customer));
+   (a) the candidate search alone: deals.conflicts._plausible_candidates(customer) (the similar
+       names of the active registrations, matching.names_may_match on them, and the plausible
+       customers and key hits loaded);
    (b) a whole deals.conflicts.conflicts_detect(registration) for a probe registration created
        in a transaction that is rolled back afterwards;
-4. prints EXPLAIN (ANALYZE, BUFFERS) of candidate queries, and the same query in other shapes;
+4. prints EXPLAIN (ANALYZE, BUFFERS) of the similar-names query, and candidate queries in other shapes;
 5. times the naive reference: deals.matching.match against a 10,000-row sample in Python,
    extrapolated to N.
 
 Everything random comes from --seed (timestamps are relative to the time of the load).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/prm_bench DJANGO_DEBUG=1 \
+        .venv/bin/python tools/measure_conflict_check.py --recall-only
+
+reads only: the recall check of the trigram threshold (threshold_recall) on the customers already
+in the database (the benchmark's, say), for --seed and --seed + 1.
 """
 
 from __future__ import annotations
@@ -361,24 +369,24 @@ def probe_customer(probe: dict):
 
 
 def set_threshold(threshold: float | None) -> None:
-    """Session-level pg_trgm.similarity_threshold for a what-if run (None: back to the default)."""
-    from django.db import connection
+    """The conflict check's trigram threshold for a what-if run (None: back to the application's).
+    It sets pg_trgm.similarity_threshold for its own statement, so the module constant is changed."""
+    from deals import conflicts
 
-    with connection.cursor() as cursor:
-        if threshold is None:
-            cursor.execute("RESET pg_trgm.similarity_threshold")
-        else:
-            cursor.execute("SELECT set_config('pg_trgm.similarity_threshold', %s, false)", [str(threshold)])
+    if not hasattr(conflicts, "_APPLICATION_THRESHOLD"):
+        conflicts._APPLICATION_THRESHOLD = conflicts.TRIGRAM_THRESHOLD
+    conflicts.TRIGRAM_THRESHOLD = conflicts._APPLICATION_THRESHOLD if threshold is None else threshold
 
 
 def measure_candidates(probes: list[dict]) -> dict:
-    from django.db import connection
+    from django.db import connection, transaction
 
     from deals import matching
-    from deals.conflicts import _candidate_customers
+    from deals.conflicts import _plausible_candidates, _similar_names
 
     for probe in probes[:20]:  # warm-up (caches), not counted
-        list(_candidate_customers(probe_customer(probe)))
+        with transaction.atomic():
+            _plausible_candidates(probe_customer(probe))
     times, counts, matches, per_kind, match_ms = [], [], [], {}, []
     thresholds = (0.3, 0.4, 0.5, 0.6)
     kept = {t: 0 for t in thresholds}
@@ -386,12 +394,14 @@ def measure_candidates(probes: list[dict]) -> dict:
     found_targets = 0
     for probe in probes:
         customer = probe_customer(probe)
-        t0 = time.perf_counter()
-        candidates = list(_candidate_customers(customer))
-        ms = (time.perf_counter() - t0) * 1000
+        with transaction.atomic():
+            t0 = time.perf_counter()
+            candidates = _plausible_candidates(customer)
+            ms = (time.perf_counter() - t0) * 1000
+            similar = _similar_names(customer) if customer.name_key else []  # untimed: every trigram hit
         times.append(ms)
-        counts.append(len(candidates))
-        per_kind.setdefault(probe["kind"], []).append((ms, len(candidates)))
+        counts.append(len(similar))
+        per_kind.setdefault(probe["kind"], []).append((ms, len(similar)))
         # untimed: which candidates deals.matching accepts, and how similar their name keys are
         record = customer.as_match_record()
         t0 = time.perf_counter()
@@ -400,14 +410,16 @@ def measure_candidates(probes: list[dict]) -> dict:
         matches.append(len(same))
         if probe["target"] and any(c.pk == probe["target"] for c in candidates):
             found_targets += 1
-        sims = {}
-        if candidates and customer.name_key:
+        keys = [c.name_key for c in same] + [key for _, key in similar]
+        sims = []
+        if keys and customer.name_key:
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT id, similarity(name_key, %s) FROM deals_customer WHERE id = ANY(%s)",
-                    [customer.name_key, [c.pk for c in candidates]],
+                    "SELECT similarity(k, %s) FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+                    [customer.name_key, keys],
                 )
-                sims = dict(cursor.fetchall())
+                sims = [row[0] for row in cursor.fetchall()]
+        same_sims, similar_sims = sims[: len(same)], sims[len(same) :]
         by_key = {
             c.pk
             for c in candidates
@@ -417,11 +429,11 @@ def measure_candidates(probes: list[dict]) -> dict:
             )
         }
         for t in thresholds:
-            kept[t] += sum(1 for c in candidates if c.pk in by_key or sims.get(c.pk, 0) >= t)
+            kept[t] += len(by_key) + sum(1 for s in similar_sims if s >= t)
             lost[t] += [
-                (customer.name_key, c.name_key, round(sims.get(c.pk, 0), 2))
-                for c in same
-                if c.pk not in by_key and sims.get(c.pk, 0) < t
+                (customer.name_key, c.name_key, round(s, 2))
+                for c, s in zip(same, same_sims, strict=True)
+                if c.pk not in by_key and s < t
             ]
     return {
         "times": times,
@@ -498,33 +510,40 @@ def measure_full(probes: list[dict]) -> dict:
 def explain(probes: list[dict], times: list[float] | None = None) -> None:
     from django.db import connection, transaction
 
-    from deals.conflicts import _candidate_customers
+    from deals import conflicts
 
     def pick(pred):
         return next((p for p in probes if pred(p)), probes[0])
 
+    def similar_names_plan(customer, *settings: str) -> str:
+        """EXPLAIN of the conflict check's similar-names statement (the second of SIMILAR_NAMES_SQL)."""
+        config, query = (part.strip() for part in conflicts.SIMILAR_NAMES_SQL.strip().split(";", 1))
+        params = {
+            "threshold": str(conflicts.TRIGRAM_THRESHOLD),
+            "active": tuple(map(str, conflicts.ACTIVE)),
+            "name": customer.name_key,
+        }
+        with transaction.atomic(), connection.cursor() as cursor:
+            for setting in settings:
+                cursor.execute(setting)
+            cursor.execute(config, params)
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + query, params)
+            return "\n".join(row[0] for row in cursor.fetchall())
+
     name_only = probe_customer(pick(lambda p: p["kind"] == "typo" and not p.get("website")))
     with_vat = probe_customer(pick(lambda p: p["kind"] == "vat"))
-    for label, customer in (("typo probe, name only", name_only), ("VAT probe (OR of key and name)", with_vat)):
-        qs = _candidate_customers(customer)
-        print(f"\n--- EXPLAIN (ANALYZE, BUFFERS) candidate query: {label}: {customer.name!r} -> {customer.name_key!r}")
-        print(str(qs.query)[:2000])
-        plan = qs.explain(analyze=True, buffers=True)
+    for label, customer in (("typo probe, name only", name_only), ("VAT probe", with_vat)):
+        print(f"\n--- EXPLAIN (ANALYZE, BUFFERS) similar names: {label}: {customer.name!r} -> {customer.name_key!r}")
+        plan = similar_names_plan(customer)
         print(plan)
-        print("uses customer_name_key_trgm:", "customer_name_key_trgm" in plan)
+        print("uses registration_active_name_trgm:", "registration_active_name_trgm" in plan)
 
     if times:
         slowest = probe_customer(probes[max(range(len(times)), key=times.__getitem__)])
-        qs = _candidate_customers(slowest)
         print(f"\n--- EXPLAIN (ANALYZE, BUFFERS) of the slowest probe in (a): {slowest.name!r} -> {slowest.name_key!r}")
-        plan = qs.explain(analyze=True, buffers=True)
-        print(plan)
-        print("uses customer_name_key_trgm:", "customer_name_key_trgm" in plan)
-        with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL random_page_cost = 1.1")
-            print("\n--- the same with SET LOCAL random_page_cost = 1.1 (data in RAM/SSD)")
-            print(qs.explain(analyze=True, buffers=True))
+        print(similar_names_plan(slowest))
+        print("\n--- the same with SET LOCAL random_page_cost = 1.1 (data in RAM/SSD)")
+        print(similar_names_plan(slowest, "SET LOCAL random_page_cost = 1.1"))
 
     # other shapes of the same query, for comparison (raw SQL; the application is unchanged)
     c = with_vat
@@ -632,12 +651,23 @@ def main() -> None:
     parser.add_argument("--force", action="store_true", help="truncate even in a database not named *measure*")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument(
+        "--recall-only", action="store_true", help="only the recall check, reading the customers already there"
+    )
+    parser.add_argument(
         "--what-if-threshold",
         type=float,
         default=0.4,
-        help="also time (a) and (b) with this pg_trgm.similarity_threshold (session SET; 0 to skip)",
+        help="also time (a) and (b) with this trigram threshold (deals.conflicts.TRIGRAM_THRESHOLD; 0 to skip)",
     )
     args = parser.parse_args()
+
+    if args.recall_only:
+        import django
+
+        django.setup()
+        for seed in (args.seed, args.seed + 1):
+            threshold_recall(argparse.Namespace(seed=seed))
+        return
 
     db_name = ensure_database()
     import django
@@ -659,7 +689,7 @@ def main() -> None:
     cand = measure_candidates(probes)
     print("\n" + summary("(a) candidate query", cand["times"]))
     print(
-        f"    candidates per probe: mean {statistics.fmean(cand['counts']):.1f}, "
+        f"    similar names (trigram hits) per probe: mean {statistics.fmean(cand['counts']):.1f}, "
         f"median {percentile(cand['counts'], 50):.0f}, "
         f"p95 {percentile(cand['counts'], 95):.0f}, max {max(cand['counts'])}; same customer per deals.matching: "
         f"mean {statistics.fmean(cand['matches']):.2f}; "
@@ -699,7 +729,7 @@ def main() -> None:
             full_t = measure_full(probes)
         finally:
             set_threshold(None)
-        print(f"\nwhat if pg_trgm.similarity_threshold = {t} (SET for the session; default 0.3):")
+        print(f"\nwhat if the trigram threshold were {t} (deals.conflicts.TRIGRAM_THRESHOLD):")
         print("    " + summary("(a) candidate query", cand_t["times"]))
         print(
             f"    candidates per probe: mean {statistics.fmean(cand_t['counts']):.1f}; same customer mean "
