@@ -248,7 +248,20 @@ def _review_clock(now: datetime, programme: ProgrammeSettings) -> dict:
 
 
 def _next_reference(now: datetime) -> str:
+    """The year's next number. One statement where the database can return what it updated
+    (PostgreSQL; SQLite from 3.35, when it can return inserted rows too): the UPDATE takes the row
+    lock and returns the new number; the year's first registration creates the row first."""
     year = timezone.localtime(now).year
+    if connection.vendor in ("postgresql", "sqlite") and connection.features.can_return_columns_from_insert:
+        qn = connection.ops.quote_name
+        table, last, key = _table(ReferenceCounter), qn("last"), qn("year")
+        with connection.cursor() as cursor:
+            for _ in range(2):
+                cursor.execute(f"UPDATE {table} SET {last} = {last} + 1 WHERE {key} = %s RETURNING {last}", [year])
+                row = cursor.fetchone()
+                if row is not None:
+                    return f"REG-{year}-{row[0]:06d}"
+                ReferenceCounter.objects.get_or_create(year=year)
     ReferenceCounter.objects.get_or_create(year=year)
     ReferenceCounter.objects.filter(year=year).update(last=F("last") + 1)  # takes the row lock
     number = ReferenceCounter.objects.get(year=year).last
@@ -376,8 +389,9 @@ def _own_customer(organisation: Organisation, data: CustomerData, existing: Cust
     return customer
 
 
-def _save_lines(registration: Registration, lines: list[LineData]) -> None:
-    registration.lines.all().delete()
+def _save_lines(registration: Registration, lines: list[LineData], *, new: bool = False) -> None:
+    if not new:  # a registration just created has no lines to replace
+        registration.lines.all().delete()
     RegistrationLine.objects.bulk_create(
         RegistrationLine(registration=registration, product=line.product, quantity=line.quantity, value=line.value)
         for line in lines
@@ -398,14 +412,18 @@ def registration_submit(
     competitors: str = "",
     decision_stage: str = "",
     next_steps: str = "",
+    cap: int | None = None,
 ) -> Registration:
+    """`cap`: the organisation's open_registration_cap when the caller has just read it (the form
+    shows it); the open registrations are counted here in any case, under the organisation's lock."""
     membership = actor.membership if actor.is_authenticated and actor.is_active else None
     if membership is None:
         raise NotAllowed("Only people of a dealer organisation can register deals.")
     organisation = Organisation.objects.select_for_update().get(pk=membership.organisation_id)
     if organisation.status == Organisation.Status.TERMINATED:
         raise NotAllowed("Your organisation no longer takes part in the programme.")
-    cap = open_registration_cap(organisation)
+    if cap is None:
+        cap = open_registration_cap(organisation)
     if open_registration_count(organisation) >= cap:
         raise RegistrationError(
             f"Your organisation has {cap} open registrations, the most your tier allows. "
@@ -438,7 +456,7 @@ def registration_submit(
         last_activity_at=now,
         **{k: v for k, v in _review_clock(now, programme).items() if v is not None},
     )
-    _save_lines(registration, checked)
+    _save_lines(registration, checked, new=True)
     RegistrationEvent.objects.create(
         registration=registration,
         actor=actor,
