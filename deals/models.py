@@ -375,6 +375,11 @@ class Registration(models.Model):
             models.Index(fields=["organisation", "-first_submitted_at", "-id"], name="registration_org_submitted"),
             models.Index(fields=["status", "review_due_at"]),
             models.Index(fields=["status", "protected_until"]),
+            # the forecast's protected registrations past their expected close date, the longest
+            # overdue first (deals.forecast.past_close): the first 100 read in order from here
+            models.Index(
+                fields=["expected_close_date", "id"], name="registration_past_close", condition=Q(status="approved")
+            ),
             models.Index(fields=["status", "review_remind_at"]),
             # the conflict check asks "does this customer have an active registration?" per candidate
             models.Index(
