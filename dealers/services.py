@@ -312,6 +312,9 @@ def organisations_reassign_partner_manager(*, from_user: User, to_user: User | N
     if not ids:
         return ReassignResult(moved=0, to_user=to_user)
     Organisation.objects.filter(pk__in=ids).update(partner_manager=to_user)
+    from tiers.rollup import dealers_changed
+
+    dealers_changed(ids)  # past Organisation.save: the dashboards' roll-up holds them under the old manager
     target = str(to_user) if to_user else "none (regional director)"
     OrganisationEvent.objects.bulk_create(
         OrganisationEvent(

@@ -463,6 +463,7 @@ class SaleMonth(models.Model):
         "deals.ProductLine", on_delete=models.CASCADE, related_name="+", db_constraint=False
     )
     amount = models.DecimalField(max_digits=18, decimal_places=2)
+    lines = models.PositiveIntegerField()  # sales lines: a key whose lines are taken out is gone, not €0
 
     class Meta:
         verbose_name = "sales month (roll-up)"
@@ -482,6 +483,7 @@ class RegionSaleMonth(models.Model):
         "deals.ProductLine", on_delete=models.CASCADE, related_name="+", db_constraint=False
     )
     amount = models.DecimalField(max_digits=18, decimal_places=2)
+    lines = models.PositiveIntegerField()  # sales lines: a key whose lines are taken out is gone, not €0
 
     class Meta:
         verbose_name = "region sales month (roll-up)"

@@ -163,18 +163,18 @@ def _build_sales(cursor) -> None:
             month=TruncMonth("sold_on"), **{k: F(f"reseller__{k}") for k in ("kind", "region_id", "partner_manager_id")}
         )
         .values("reseller_id", "kind", "region_id", "partner_manager_id", "month", "product_line_id")
-        .annotate(total=Sum("amount"))
+        .annotate(total=Sum("amount"), lines=Count("pk"))
     )
     sql, params = sales.query.sql_with_params()
     columns = "reseller_id, kind, region_id, partner_manager_id, month, product_line_id"
     cursor.execute(
-        f"INSERT INTO {quote(SaleMonth._meta.db_table)} ({columns}, amount) "
-        f"SELECT {', '.join(f'sub.{c}' for c in columns.split(', '))}, sub.total FROM ({sql}) sub",
+        f"INSERT INTO {quote(SaleMonth._meta.db_table)} ({columns}, amount, lines) "
+        f"SELECT {', '.join(f'sub.{c}' for c in columns.split(', '))}, sub.total, sub.lines FROM ({sql}) sub",
         params,
     )
     cursor.execute(
         f"INSERT INTO {quote(RegionSaleMonth._meta.db_table)} (region_id, partner_manager_id, month, product_line_id, "
-        f"amount) SELECT region_id, partner_manager_id, month, product_line_id, SUM(amount) "
+        f"amount, lines) SELECT region_id, partner_manager_id, month, product_line_id, SUM(amount), SUM(lines) "
         f"FROM {quote(SaleMonth._meta.db_table)} WHERE kind = %s "
         f"GROUP BY region_id, partner_manager_id, month, product_line_id",
         [Organisation.Kind.RESELLER],
@@ -427,10 +427,10 @@ def registration_figures(organisations, start: date, end: date, key: str | None,
 
     if months is None:
         add(_live(registrations, key, filters, fields))
-        return result
+        return {k: figures for k, figures in result.items() if figures != Figures()}
     first, last = months
     # read once: few (the dealers active since last night), and none skips a query below
-    changed = sorted(set(RollupChange.objects.values_list("organisation_id", flat=True)))
+    changed = sorted(RollupChange.objects.values_list("organisation_id", flat=True).distinct())
     regions = _whole_regions(organisations) if key in REGION_KEYS else None
     if regions is not None:
         # whole regions: their per-region rows, less what the changed dealers had in them
@@ -485,24 +485,29 @@ def registration_figures(organisations, start: date, end: date, key: str | None,
     # everything of the dealers changed since the build
     if changed:
         add(_live(registrations.filter(organisation_id__in=changed), key, filters, fields))
-    return result
+    # a group with nothing counted is left out either way (one whose every registration the
+    # roll-up's rows had was taken out, the programme's aggregate over no rows)
+    return {k: figures for k, figures in result.items() if figures != Figures()}
 
 
 SALE_KEYS = {"reseller__region_id": "region_id", "reseller__partner_manager_id": "partner_manager_id", None: None}
 
 
-def _sum_sales(rows, key: str | None, by_line: bool) -> dict:
-    """{key: amount}, or {(key, product line name): amount}, in one query."""
+def _sum_sales(rows, key: str | None, by_line: bool, *, live: bool) -> dict:
+    """{key: (amount, sales lines)}, or keyed (key, product line name), in one query; `live`: rows
+    are sales (else roll-up rows, which count their lines)."""
     fields = ([F(key)] if key else []) + ([F("product_line__name")] if by_line else [])
+    sums = {"total": Sum("amount"), "n": Count("pk") if live else Sum("lines")}
     if not fields:
-        return {None: rows.aggregate(total=Sum("amount"))["total"]}
+        found = rows.aggregate(**sums)
+        return {None: (found["total"], found["n"] or 0)}
     names = {f"_k{i}": f for i, f in enumerate(fields)}
     found = {}
-    for row in rows.values(**names).order_by().annotate(total=Sum("amount")):
+    for row in rows.values(**names).order_by().annotate(**sums):
         parts = [row[f"_k{i}"] for i in range(len(fields))]
         if not key:
             parts.insert(0, None)
-        found[tuple(parts) if by_line else parts[0]] = row["total"]
+        found[tuple(parts) if by_line else parts[0]] = (row["total"], row["n"])
     return found
 
 
@@ -515,24 +520,31 @@ def sales_figures(organisations, start: date, end: date, key: str | None, *, by_
     sales = Sale.objects.filter(reseller__in=organisations)
     period = Q(sold_on__gte=start, sold_on__lte=end)
     months = whole_months(start, end) if RollupState.objects.exists() else None
-    result: dict = {}
+    result: dict = {}  # key: [amount, sales lines]
 
     def add(found: dict, sign: int = 1) -> None:
-        for k, amount in found.items():
-            if amount is not None:
-                result[k] = result.get(k, Decimal(0)) + sign * Decimal(amount)
+        for k, (amount, lines) in found.items():
+            total = result.setdefault(k, [Decimal(0), 0])
+            total[0] += sign * Decimal(amount or 0)
+            total[1] += sign * lines
+
+    def answer() -> dict:  # a key whose every line was taken out is gone, as it is counted live
+        return {k: amount for k, (amount, lines) in result.items() if lines}
 
     if months is None:
-        add(_sum_sales(sales.filter(period), key, by_line))
-        return result
+        add(_sum_sales(sales.filter(period), key, by_line, live=True))
+        return answer()
     first, last = months
-    changed = sorted(set(RollupChange.objects.values_list("organisation_id", flat=True)))
+    changed = sorted(RollupChange.objects.values_list("organisation_id", flat=True).distinct())
     regions = _whole_regions(organisations) if key in SALE_KEYS else None
     if regions is not None:
         coarse = SALE_KEYS[key]
         add(
             _sum_sales(
-                RegionSaleMonth.objects.filter(_in_regions(regions), month__gte=first, month__lte=last), coarse, by_line
+                RegionSaleMonth.objects.filter(_in_regions(regions), month__gte=first, month__lte=last),
+                coarse,
+                by_line,
+                live=False,
             )
         )
         if changed:
@@ -543,7 +555,7 @@ def sales_figures(organisations, start: date, end: date, key: str | None, *, by_
                 month__gte=first,
                 month__lte=last,
             )
-            add(_sum_sales(taken, coarse, by_line), sign=-1)
+            add(_sum_sales(taken, coarse, by_line, live=False), sign=-1)
     else:
         add(
             _sum_sales(
@@ -552,6 +564,7 @@ def sales_figures(organisations, start: date, end: date, key: str | None, *, by_
                 ),
                 key,
                 by_line,
+                live=False,
             )
         )
     outside = Q()
@@ -560,7 +573,7 @@ def sales_figures(organisations, start: date, end: date, key: str | None, *, by_
     if _month_end(last) < end:
         outside |= Q(sold_on__gt=_month_end(last), sold_on__lte=end)
     if outside:
-        add(_sum_sales(sales.exclude(reseller_id__in=changed).filter(outside), key, by_line))
+        add(_sum_sales(sales.exclude(reseller_id__in=changed).filter(outside), key, by_line, live=True))
     if changed:
-        add(_sum_sales(sales.filter(period, reseller_id__in=changed), key, by_line))
-    return result
+        add(_sum_sales(sales.filter(period, reseller_id__in=changed), key, by_line, live=True))
+    return answer()
