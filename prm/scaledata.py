@@ -1153,34 +1153,8 @@ def read_marker(connection) -> dict | None:
         return parse_marker(cursor.fetchone()[0])
 
 
-def ensure_database() -> str:
-    """The PostgreSQL database DATABASE_URL names, created if it does not exist (for the measuring
-    tools and `make bench`, before Django is set up); exits with a message on any other database."""
-    import dj_database_url
-    import psycopg2
-
-    config = dj_database_url.parse(os.environ.get("DATABASE_URL", "")) if os.environ.get("DATABASE_URL") else {}
-    if "postgresql" not in str(config.get("ENGINE", "")):
-        sys.exit("This needs PostgreSQL: set DATABASE_URL=postgres://user@host:5432/<database>")
-    name = config["NAME"]
-    admin = psycopg2.connect(
-        dbname="postgres",
-        user=config.get("USER") or None,
-        password=config.get("PASSWORD") or None,
-        host=config.get("HOST") or None,
-        port=config.get("PORT") or None,
-    )
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
-    admin.close()
-    return name
-
-
 def _admin_connection():
+    """An autocommit connection to the server's "postgres" database, and DATABASE_URL parsed."""
     import dj_database_url
     import psycopg2
 
@@ -1194,6 +1168,25 @@ def _admin_connection():
     )
     admin.autocommit = True
     return admin, config
+
+
+def ensure_database() -> str:
+    """The PostgreSQL database DATABASE_URL names, created if it does not exist (for the measuring
+    tools and `make bench`, before Django is set up); exits with a message on any other database."""
+    import dj_database_url
+
+    config = dj_database_url.parse(os.environ.get("DATABASE_URL", "")) if os.environ.get("DATABASE_URL") else {}
+    if "postgresql" not in str(config.get("ENGINE", "")):
+        sys.exit("This needs PostgreSQL: set DATABASE_URL=postgres://user@host:5432/<database>")
+    name = config["NAME"]
+    admin, _config = _admin_connection()
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone() is None:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+            print(f"created database {name}")
+    admin.close()
+    return name
 
 
 @contextmanager
