@@ -294,3 +294,20 @@ def test_only_an_end_before_the_default_start_is_explained(world):
     assert "The period starts after it ends" in page
     page = client_for(world.pm_a).get(f"{DASHBOARDS['team']}?start=0001-01-01").content.decode()
     assert "Choose dates from 1900 on" in page
+
+
+def test_the_team_page_lists_the_most_flagged_dealers_and_all_on_request(world, monkeypatch):
+    """A team of hundreds can have a hundred flagged dealers: the card lists the first few (most
+    flags first) and all of them on request, with the dealer filter kept."""
+    monkeypatch.setattr("tiers.dashboards.FLAGGED_SHOWN", 1)
+    url = f"{DASHBOARDS['team']}?{PERIOD}"
+    response = client_for(world.channel_admin).get(url)
+    count = response.context["flagged_count"]
+    assert count >= 2  # no registrations, no log-ins, no certifications: every dealer is flagged
+    card = response.content.decode().split('id="flagged"')[1].split("</section>")[0]
+    assert card.count("Open an improvement plan") + card.count("On an improvement plan") == 1
+    assert f"Show all {count}</a>" in card and "flagged=all#flagged" in card
+    response = client_for(world.channel_admin).get(f"{url}&flagged=all")
+    card = response.content.decode().split('id="flagged"')[1].split("</section>")[0]
+    assert card.count("Open an improvement plan") + card.count("On an improvement plan") == count
+    assert "Show the first 1</a>" in card and "flagged=all" not in card.split("Show the first")[1]

@@ -102,10 +102,14 @@ SALE_KEYS = ("reseller_id", "reseller__region_id", "reseller__partner_manager_id
 
 
 def assert_same(organisations, chosen):
+    everyone = organisations.count() == Organisation.objects.count()
     for start, end in chosen:
         for key in KEYS:
             expected = live(organisations, start, end, key)
             assert rollup.registration_figures(organisations, start, end, key) == expected, (start, end, key)
+            if everyone:  # every organisation, not named (the attention flags' peers)
+                assert rollup.registration_figures(None, start, end, key) == expected, (start, end, key)
+                assert live(None, start, end, key) == expected, (start, end, key)
         for key in SALE_KEYS:
             for by_line in (False, True):
                 expected = live_sales(organisations, start, end, key, by_line)
@@ -136,10 +140,11 @@ def test_the_figures_count_the_rollup_rows_and_only_the_rest_live(world, django_
     partial = rollup.registration_figures(Organisation.objects.all(), date(2026, 3, 2), date(2026, 3, 31), None)
     assert partial[None].submitted == 1  # live: the day is outside a whole month
     everything = Organisation.objects.all()
-    with django_assert_num_queries(6):  # the state, the changes (none), the roll-up rows, the days outside (3 dates)
+    # the state, the changes (none), the roll-up rows, the days outside (2 edges × 3 dates)
+    with django_assert_num_queries(9):
         rollup.registration_figures(everything, date(2025, 11, 24), TODAY, "organisation_id")
     make_registration(world.other, world.other_admin, S.SUBMITTED)
-    with django_assert_num_queries(7):  # and everything of the changed dealer
+    with django_assert_num_queries(10):  # and everything of the changed dealer
         rollup.registration_figures(everything, date(2025, 11, 24), TODAY, "organisation_id")
 
 

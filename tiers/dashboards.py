@@ -398,7 +398,7 @@ def team_dashboard(request):
         "due_today": Registration.objects.review_queue_for(user)
         .filter(status=Status.SUBMITTED, review_due_at__gt=now, review_due_at__date=today)
         .count(),
-        "flagged": flagged(organisations, period, rows),
+        **_flagged_shown(request, flagged(organisations, period, rows)),
         "plans_due": plans_due(user)[:10],
         "open_plans": set(ImprovementPlan.objects.visible_to(user).open().values_list("organisation_id", flat=True)),
         "totals": kpis(organisations, period, "programme", today)[None],
@@ -406,6 +406,23 @@ def team_dashboard(request):
         "filter_query": _filter_query(request),
     }
     return render(request, "dashboards/team.html", context)
+
+
+FLAGGED_SHOWN = 10  # the most flagged dealers first; "show all" lists every one
+
+
+def _flagged_shown(request, dealers: list) -> dict:
+    """The flagged dealers a team page lists: the first FLAGGED_SHOWN, or all with ?flagged=all."""
+    everyone = request.GET.get("flagged") == "all"
+    query = request.GET.copy()
+    query.pop("flagged", None)
+    return {
+        "flagged": dealers if everyone else dealers[:FLAGGED_SHOWN],
+        "flagged_count": len(dealers),
+        "flagged_all": everyone,
+        "flagged_shown": FLAGGED_SHOWN,
+        "flagged_query": query.urlencode(),
+    }
 
 
 def _filter_query(request) -> str:

@@ -49,7 +49,9 @@ def flags_for(
     flags: dict[int, list[Flag]] = defaultdict(list)
 
     # few registrations against the median of the tier: the peers are every evaluated dealer of
-    # the programme in that tier, not only those the viewer looks after
+    # the programme in that tier, not only those the viewer looks after. Their counts are read for
+    # every organisation at once (by date, not through a list of 10,000 dealers) and the peers
+    # picked here; each tier's median is taken once.
     peers_all = Organisation.objects.filter(kind=Organisation.Kind.RESELLER).exclude(
         status=Organisation.Status.TERMINATED
     )
@@ -57,15 +59,16 @@ def flags_for(
     submitted = {
         pk: figures.submitted
         for pk, figures in registration_figures(
-            peers_all, period.start, period.end, "organisation_id", fields=("submitted",)
+            None, period.start, period.end, "organisation_id", fields=("submitted",)
         ).items()
     }
     per_tier: dict[int, list[int]] = defaultdict(list)
     for pk in peers_all.values_list("pk", flat=True) if tier_of else ():  # no tiers: no peers
         per_tier[tier_of[pk].pk].append(submitted.get(pk, 0))
+    # fewer than three peers say too little
+    tier_median = {tier: statistics.median(peers) for tier, peers in per_tier.items() if len(peers) >= 3}
     for pk, row in dealer_kpis.items():
-        peers = per_tier[tier_of[pk].pk] if tier_of else []
-        median = statistics.median(peers) if len(peers) >= 3 else 0  # fewer peers say too little
+        median = tier_median.get(tier_of[pk].pk, 0) if tier_of else 0
         if median > 0 and row.registrations < median * programme.attention_registrations_percent / 100:
             flags[pk].append(
                 Flag(

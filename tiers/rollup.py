@@ -266,12 +266,17 @@ class Figures:
 
     def add(self, values: dict, sign: int = 1) -> None:
         for name, value in values.items():
-            if value is None:
+            if not value:  # None (nothing summed) or zero: nothing to add
                 continue
             if name == "cycle_sum" and not isinstance(value, timedelta):
                 value = timedelta(microseconds=int(value))  # SQLite sums durations as microseconds
-            value = Decimal(value) if name == "won_value_sum" else value
+            elif name == "won_value_sum":
+                value = Decimal(value)
             setattr(self, name, getattr(self, name) + sign * value)
+
+    @property
+    def is_empty(self) -> bool:
+        return self == _NOTHING
 
     @property
     def average_deal(self) -> Decimal | None:
@@ -282,6 +287,9 @@ class Figures:
         if not self.cycle_count:
             return None
         return Decimal(self.cycle_sum.total_seconds()) / Decimal(86400) / self.cycle_count
+
+
+_NOTHING = Figures()
 
 
 def local_midnight(day: date) -> datetime:
@@ -415,23 +423,33 @@ def registration_figures(organisations, start: date, end: date, key: str | None,
     `fields` (of ADDITIVE) are counted, the others stay 0. Without a roll-up one query; with
     one, up to seven: its state, the dealers changed since it was built, its rows, the days
     outside its whole months (one per date), and everything of the changed dealers; for whole
-    regions two more, to tell that they are whole and to take the changed dealers out."""
-    registrations = Registration.objects.filter(organisation__in=organisations)
+    regions two more, to tell that they are whole and to take the changed dealers out.
+
+    organisations=None counts every organisation's registrations without naming them (no
+    `IN (…)` over the dealers: a programme-wide count per dealer, such as the attention flags'
+    peers, reads its rows by date alone)."""
+    everyone = organisations is None
+    registrations = (
+        Registration.objects.all() if everyone else Registration.objects.filter(organisation__in=organisations)
+    )
     filters = {basis: in_period(basis, start, end) for basis in BASES}
     months = whole_months(start, end) if RollupState.objects.exists() else None
     result: dict = {}
 
     def add(found: dict) -> None:
         for k, values in found.items():
-            result.setdefault(k, Figures()).add(values)
+            figures = result.get(k)
+            if figures is None:
+                figures = result[k] = Figures()
+            figures.add(values)
 
     if months is None:
         add(_live(registrations, key, filters, fields))
-        return {k: figures for k, figures in result.items() if figures != Figures()}
+        return {k: figures for k, figures in result.items() if not figures.is_empty}
     first, last = months
     # read once: few (the dealers active since last night), and none skips a query below
     changed = sorted(RollupChange.objects.values_list("organisation_id", flat=True).distinct())
-    regions = _whole_regions(organisations) if key in REGION_KEYS else None
+    regions = _whole_regions(organisations) if key in REGION_KEYS and not everyone else None
     if regions is not None:
         # whole regions: their per-region rows, less what the changed dealers had in them
         coarse = REGION_KEYS[key]
@@ -455,30 +473,22 @@ def registration_figures(organisations, start: date, end: date, key: str | None,
             for k, values in taken.items():
                 result.setdefault(k, Figures()).add(values, sign=-1)
     else:
-        add(
-            _from_rollup(
-                DealerMonth.objects.filter(organisation__in=organisations, month__gte=first, month__lte=last).exclude(
-                    organisation_id__in=changed
-                ),
-                key,
-                fields,
-            )
-        )
-    # the days outside the whole months, of the unchanged dealers: each date through its own index
-    # (an OR of the three made PostgreSQL read every registration of every dealer in the scope)
+        rows = DealerMonth.objects.filter(month__gte=first, month__lte=last)
+        if not everyone:
+            rows = rows.filter(organisation__in=organisations)
+        add(_from_rollup(rows.exclude(organisation_id__in=changed), key, fields))
+    # the days outside the whole months, of the unchanged dealers
     edges = []
     if start < first:
         edges.append((start, first - timedelta(days=1)))
     if _month_end(last) < end:
         edges.append((_month_end(last) + timedelta(days=1), end))
-    if edges:
-        outside = {}
-        for basis in BASES:  # each edge a range of its own (inside the period's range PostgreSQL would read it all)
-            outside[basis] = Q()
-            for a, b in edges:
-                outside[basis] |= in_period(basis, a, b)
-        unchanged = registrations.exclude(organisation_id__in=changed)
-        for basis in BASES:  # one query per date: each has a plain plan through its own index
+    unchanged = registrations.exclude(organisation_id__in=changed)
+    for a, b in edges:
+        # one query per edge and date: each a plain range scan of its date's index (an OR of the
+        # edges, or of the dates, made PostgreSQL read a whole index in organisation order)
+        outside = {basis: in_period(basis, a, b) for basis in BASES}
+        for basis in BASES:
             counted = [name for name in fields if BASIS_OF[name] == basis]
             if counted:
                 add(_live(unchanged, key, outside, counted))
@@ -487,7 +497,7 @@ def registration_figures(organisations, start: date, end: date, key: str | None,
         add(_live(registrations.filter(organisation_id__in=changed), key, filters, fields))
     # a group with nothing counted is left out either way (one whose every registration the
     # roll-up's rows had was taken out, the programme's aggregate over no rows)
-    return {k: figures for k, figures in result.items() if figures != Figures()}
+    return {k: figures for k, figures in result.items() if not figures.is_empty}
 
 
 SALE_KEYS = {"reseller__region_id": "region_id", "reseller__partner_manager_id": "partner_manager_id", None: None}
