@@ -12,7 +12,7 @@ from dealers.models import LoginRecord, Organisation
 from deals.models import ProductLine, Registration
 from tests.deal_factories import make_registration
 from tests.tier_factories import certify, sale, satisfaction
-from tiers.kpis import Period, kpis, medians
+from tiers.kpis import Period, kpis, kpis_with_totals, medians
 
 # every figure is checked counted live and counted from the roll-up (tests/conftest.py)
 pytestmark = pytest.mark.usefixtures("counted_both_ways")
@@ -185,3 +185,23 @@ def test_median_matches_percentile_cont(figures, values, expected):
 
 def test_previous_year_of_a_leap_day():
     assert Period(date(2028, 2, 29), date(2028, 2, 29)).previous_year() == Period(date(2027, 2, 28), date(2027, 2, 28))
+
+
+@pytest.mark.parametrize("level", ["dealer", "region", "programme"])
+@pytest.mark.parametrize("with_medians", [True, False])
+def test_the_totals_beside_a_table_are_the_programme_figures(figures, world, level, with_medians):
+    """kpis_with_totals adds the totals up from the rows' own sums: the same as asking for the
+    programme, over any scope and period (a person logging in for two dealers counts once)."""
+    LoginRecord.objects.create(user=world.own_user, organisation=world.other, at=local(2026, 3, 2))
+    LoginRecord.objects.create(user=world.own_user, organisation=world.own, at=local(2026, 3, 3))
+    satisfaction(world.other, 3, date(2026, 4, 1))
+    scopes = [Organisation.objects.all(), Organisation.objects.filter(pk=world.own.pk), Organisation.objects.none()]
+    periods = [H1, Period(date(2025, 11, 24), DAY), Period(date(2026, 3, 5), date(2026, 3, 5))]
+    for organisations in scopes:
+        for period in periods:
+            rows, totals = kpis_with_totals(organisations, period, level, DAY, with_medians=with_medians)
+            assert rows == kpis(organisations, period, level, DAY, with_medians=with_medians)
+            expected = kpis(organisations, period, "programme", DAY, with_medians=with_medians)[None]
+            assert totals == expected, (organisations, period)
+            assert str(totals.revenue_previous) == str(expected.revenue_previous)
+            assert str(totals.pipeline) == str(expected.pipeline)

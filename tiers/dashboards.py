@@ -32,7 +32,7 @@ from deals.selectors import queue_summary
 from prm import charts
 from prm.csvexport import csv_response
 from tiers.flags import flagged
-from tiers.kpis import Kpis, Period, applied_tiers, kpis, medians
+from tiers.kpis import Kpis, Period, applied_tiers, kpis, kpis_with_totals, medians
 from tiers.models import DealerStanding, Sale, Tier
 from tiers.rollup import Basis, in_period, registration_figures
 from tiers.selectors import next_tier_gap
@@ -370,7 +370,7 @@ def team_dashboard(request):
     for name in ("kind", "ordering"):
         dealer_filter.filters.pop(name, None)
     organisations = dealer_filter.qs
-    rows = kpis(organisations, period, "dealer", today)
+    rows, totals = kpis_with_totals(organisations, period, "dealer", today)
     ranked, sort = _sorted_rows(list(rows.values()), request.GET.get("sort", "-revenue"))
     if request.GET.get("format") == "csv":
         return csv_response(
@@ -401,7 +401,7 @@ def team_dashboard(request):
         **_flagged_shown(request, flagged(organisations, period, rows)),
         "plans_due": plans_due(user)[:10],
         "open_plans": set(ImprovementPlan.objects.visible_to(user).open().values_list("organisation_id", flat=True)),
-        "totals": kpis(organisations, period, "programme", today)[None],
+        "totals": totals,
         "period_query": period.query(),
         "filter_query": _filter_query(request),
     }
@@ -478,7 +478,7 @@ def region_dashboard(request):
         for t in tiers
     ]
     # the region table and its totals show no median review time (the partner managers' table does)
-    regions = kpis(visible, period, "region", today, with_medians=False)
+    regions, totals = kpis_with_totals(visible, period, "region", today, with_medians=False)
     if request.GET.get("format") == "sla-csv":
         return csv_response(
             f"review-sla-{period.start}-{period.end}.csv",
@@ -503,7 +503,7 @@ def region_dashboard(request):
         "sla_rows": sla_rows,
         "by_tier": by_tier,
         "regions": sorted(regions.values(), key=lambda k: k.label),
-        "totals": kpis(visible, period, "programme", today, with_medians=False)[None],
+        "totals": totals,
         "forecast_url": reverse("deals:forecast"),
         "period_query": period.query(),
     }

@@ -33,13 +33,13 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import connection
-from django.db.models import Aggregate, Avg, Count, DecimalField, F, Q, Sum
+from django.db.models import Aggregate, Count, DecimalField, F, Q, Sum
 from django.utils import timezone
 
 from dealers.models import Organisation
 from deals.models import Registration
 from tiers.models import CertificationHolding, DealerStanding, SatisfactionScore, Tier, TierProgramme
-from tiers.rollup import Basis, in_period, registration_figures, sales_figures, within
+from tiers.rollup import Basis, Figures, in_period, registration_figures, sales_figures, within
 
 ZERO = Decimal("0")
 HUNDRED = Decimal("100")
@@ -184,6 +184,20 @@ def kpis(
     `period`, grouped by `level`: {dealer or region pk (None for the programme): Kpis}. Dealers
     or regions without any data are included with zeros. with_medians=False leaves the median review
     time out (None): a page that does not show it need not sort a year of decisions for it."""
+    return _kpis(organisations, period, level, today, with_medians=with_medians, totals=False)[0]
+
+
+def kpis_with_totals(
+    organisations, period: Period, level: str = "dealer", today: date | None = None, *, with_medians: bool = True
+) -> tuple[dict, Kpis]:
+    """kpis() at `level` and, with them, the totals of all the organisations: the same Kpis as
+    kpis(organisations, period, "programme", ...)[None], added up from the groups' own sums (the
+    median review time and the people logging in, which do not add up, asked apart), so a page
+    with a table and its totals does not count everything twice."""
+    return _kpis(organisations, period, level, today, with_medians=with_medians, totals=True)
+
+
+def _kpis(organisations, period: Period, level: str, today: date | None, *, with_medians: bool, totals: bool):
     if level not in LEVELS:
         raise ValueError(level)
     today = today or timezone.localdate()
@@ -198,6 +212,9 @@ def kpis(
             result[row["region_id"]] = Kpis(key=row["region_id"], label=row["region__name"], dealers=row["n"])
     else:
         result[None] = Kpis(key=None, label="Programme", dealers=organisations.count())
+    # the totals, when asked and not the one row already: every group adds to them
+    total = Kpis(key=None, label="Programme", dealers=sum(r.dealers for r in result.values()))
+    adding = totals and level != "programme"
 
     def row(k) -> Kpis | None:
         return result.get(k)
@@ -205,37 +222,60 @@ def kpis(
     # revenue, this period and the year before, and the product mix (tiers.rollup)
     previous = period.previous_year()
     # (to the cent: SQLite adds decimals up as floats)
+    by_line: dict = defaultdict(Decimal)
     for (k, line), amount in sales_figures(organisations, period.start, period.end, sale_key, by_line=True).items():
         if r := row(k):
             r.revenue += _q(amount)
             r.product_mix.append((line, _q(amount), ZERO))
+            by_line[line] += Decimal(amount)
+    revenue_previous = None
     for k, amount in sales_figures(organisations, previous.start, previous.end, sale_key).items():
         if r := row(k):
             r.revenue_previous = _q(amount)
-    for r in result.values():
+            revenue_previous = (revenue_previous or ZERO) + Decimal(amount)
+    if adding:
+        for line, amount in by_line.items():
+            total.revenue += _q(amount)
+            total.product_mix.append((line, _q(amount), ZERO))
+        if revenue_previous is not None:
+            total.revenue_previous = _q(revenue_previous)
+    for r in [*result.values(), total]:
         r.product_mix.sort(key=lambda item: (-item[1], item[0]))
         r.product_mix = [(name, amount, _share(amount, r.revenue) or ZERO) for name, amount, _ in r.product_mix]
 
     # registrations: the additive figures (tiers.rollup), the pipeline now, the median review time
     registrations = Registration.objects.filter(organisation__in=organisations)
+    all_figures = Figures()
+
+    def set_figures(r: Kpis, f: Figures) -> None:
+        r.registrations, r.closed, r.won = f.submitted, f.closed, f.won
+        r.average_deal = _q(f.average_deal) if f.average_deal is not None else None
+        r.cycle_days = _q(f.cycle_days, Decimal("0.1")) if f.cycle_days is not None else None
+        r.decided, r.decided_in_time = f.decided, f.in_time
+
     for k, f in registration_figures(organisations, period.start, period.end, org_key).items():
         if r := row(k):
-            r.registrations, r.closed, r.won = f.submitted, f.closed, f.won
-            r.average_deal = _q(f.average_deal) if f.average_deal is not None else None
-            r.cycle_days = _q(f.cycle_days, Decimal("0.1")) if f.cycle_days is not None else None
-            r.decided, r.decided_in_time = f.decided, f.in_time
+            set_figures(r, f)
+            all_figures.add(vars(f))
+    if adding:
+        set_figures(total, all_figures)
     protected = Q(status=Status.APPROVED, protected_until__gte=today)
     for k, v in _group(
         registrations.filter(protected), org_key, pipeline=Sum("expected_value"), pipeline_count=Count("pk")
     ).items():
         if r := row(k):
             r.pipeline, r.pipeline_count = v["pipeline"] or ZERO, v["pipeline_count"]
+            total.pipeline += r.pipeline
+            total.pipeline_count += r.pipeline_count
     decided_in = in_period(Basis.DECIDED, period.start, period.end)
-    for k, m in (
-        medians(registrations.filter(decided_in), org_key, "review_working_hours") if with_medians else {}
-    ).items():
-        if r := row(k):
-            r.median_review_hours = m
+    if with_medians:
+        for k, m in medians(registrations.filter(decided_in), org_key, "review_working_hours").items():
+            if r := row(k):
+                r.median_review_hours = m
+        if adding:
+            total.median_review_hours = medians(registrations.filter(decided_in), None, "review_working_hours").get(
+                None
+            )
 
     # certifications held at the end of the period, against what each dealer's tier asks
     programme = TierProgramme.load()
@@ -252,18 +292,28 @@ def kpis(
         if r := row(k):
             r.certifications_held += min(held.get(pk, 0), asked[pk])
             r.certifications_asked += asked[pk]
+            total.certifications_held += min(held.get(pk, 0), asked[pk])
+            total.certifications_asked += asked[pk]
 
-    # portal log-ins and customer satisfaction
+    # portal log-ins and customer satisfaction (a mean of the scores: their sum over their number)
     for k, (count, people) in _logins(organisations, period, org_key).items():
         if r := row(k):
             r.logins, r.login_people = count, people
+            total.logins += count
+    if adding:  # a person can log in for two dealers: the people are counted again, once
+        total.login_people = _logins(organisations, period, None).get(None, (0, 0))[1]
     scores = SatisfactionScore.objects.filter(
         organisation__in=organisations, recorded_on__gte=period.start, recorded_on__lte=period.end
     )
-    for k, v in _group(scores, org_key, avg=Avg("score"), n=Count("pk")).items():
+    score_sum = 0
+    for k, v in _group(scores, org_key, total=Sum("score"), n=Count("pk")).items():
         if (r := row(k)) and v["n"]:
-            r.satisfaction, r.satisfaction_count = _q(v["avg"]), v["n"]
-    return result
+            r.satisfaction, r.satisfaction_count = _q(Decimal(v["total"]) / v["n"]), v["n"]
+            score_sum += v["total"]
+            total.satisfaction_count += v["n"]
+    if adding and total.satisfaction_count:
+        total.satisfaction = _q(Decimal(score_sum) / total.satisfaction_count)
+    return result, (total if adding else result[None] if level == "programme" else None)
 
 
 def applied_tiers(organisations, today: date) -> dict[int, Tier]:
