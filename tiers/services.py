@@ -1,19 +1,20 @@
 """The nightly tier evaluation, overrides, and what a dealer still needs for the next tier.
 
-One run per date: the criteria of every dealer come from a handful of aggregate queries, the
-evaluations and tier changes are written in bulk, all in one transaction, so a killed run leaves
-nothing and a second run on the same date changes nothing.
+One run per date: the criteria of every dealer come from one aggregate statement, the
+evaluations are written in bulk (COPY on PostgreSQL), standings and tier changes only where they
+change, all in one transaction, so a killed run leaves nothing and a second run on the same date
+changes nothing.
 """
 
 from __future__ import annotations
 
+import decimal
 import math
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
-from django.db import IntegrityError, transaction
-from django.db.models import Avg, Count, Q, Sum
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from dealers.models import Membership, Organisation, User
@@ -38,7 +39,7 @@ YEAR = timedelta(days=365)
 
 
 def _q(value) -> Decimal:
-    return Decimal(value).quantize(CENT, rounding=ROUND_HALF_UP)
+    return Decimal(value).quantize(CENT, ROUND_HALF_UP)  # (rounding passed by position: twice as fast)
 
 
 OVERRIDE_MAX_DAYS = 2 * 365
@@ -73,41 +74,107 @@ class Raw:
 
 
 def criteria_as_of(day: date, organisation_ids=None) -> dict[int, Raw]:
-    """Every dealer's raw criteria as of `day`, from four aggregate queries."""
-    raws: dict[int, Raw] = {}
-
-    def raw(pk) -> Raw:
-        return raws.setdefault(pk, Raw())
-
-    sales = Sale.objects.all()
+    """The raw criteria as of `day` of every organisation (or of those given) with a sale in the two
+    years up to `day`, a certification held on it or a satisfaction score of the last year."""
+    where, params = "", []
     if organisation_ids is not None:
-        sales = sales.filter(reseller_id__in=organisation_ids)
-    this_year = Q(sold_on__gt=day - YEAR, sold_on__lte=day)
-    last_year = Q(sold_on__gt=day - 2 * YEAR, sold_on__lte=day - YEAR)
-    for row in (
-        sales.filter(sold_on__gt=day - 2 * YEAR, sold_on__lte=day)
-        .values("reseller_id")
-        .annotate(
-            revenue=Sum("amount", filter=this_year),
-            previous=Sum("amount", filter=last_year),
-            compliant=Sum("amount", filter=this_year & Q(registered_before_sale=True)),
+        ids = list(organisation_ids)
+        if not ids:
+            return {}
+        where, params = f"WHERE o.id IN ({', '.join(['%s'] * len(ids))})", ids
+    return {pk: Raw(*values) for pk, *values, has_data in _criteria(day, where, params, order=False) if has_data}
+
+
+def evaluated_criteria(day: date) -> list[tuple[int, Raw]]:
+    """(pk, raw criteria as of `day`) of every evaluated dealer, with or without data, in name
+    order: one statement."""
+    return [(pk, Raw(*values)) for pk, *values, _has_data in _evaluated_criteria(day, order=True)]
+
+
+def _evaluated_criteria(day: date, *, order: bool = False) -> list[tuple]:
+    where = "WHERE o.kind = %s AND o.status <> %s"
+    params = [Organisation.Kind.RESELLER, Organisation.Status.TERMINATED]
+    return _criteria(day, where, params, order=order)
+
+
+# The criteria of the organisations the WHERE clause picks, as one statement: sales, certifications
+# and satisfaction scores each aggregated per organisation and joined to it. Plain SQL that SQLite
+# and PostgreSQL both run; the values are converted as the ORM converted its aggregates (see
+# _criteria), so that the criteria are the same as those of the ORM queries this replaced.
+CRITERIA_SQL = """
+SELECT o.id, s.reseller_id, s.revenue, s.previous, s.compliant, c.organisation_id, c.n, sc.organisation_id, sc.average
+FROM {organisation} o
+LEFT JOIN (
+    SELECT reseller_id,
+           SUM(CASE WHEN sold_on > %s THEN amount END) AS revenue,
+           SUM(CASE WHEN sold_on <= %s THEN amount END) AS previous,
+           SUM(CASE WHEN sold_on > %s AND registered_before_sale THEN amount END) AS compliant
+    FROM {sale}
+    WHERE sold_on > %s AND sold_on <= %s
+    GROUP BY reseller_id
+) s ON s.reseller_id = o.id
+LEFT JOIN (
+    SELECT organisation_id, COUNT(DISTINCT certification_id) AS n
+    FROM {holding}
+    WHERE valid_until >= %s
+    GROUP BY organisation_id
+) c ON c.organisation_id = o.id
+LEFT JOIN (
+    SELECT organisation_id, AVG(score) AS average
+    FROM {score}
+    WHERE recorded_on > %s AND recorded_on <= %s
+    GROUP BY organisation_id
+) sc ON sc.organisation_id = o.id
+{where}
+{order}
+"""
+
+
+def _criteria(day: date, where: str, params: list, *, order: bool) -> list[tuple]:
+    """(pk, revenue, revenue_previous, compliant_revenue, certifications, satisfaction, whether it
+    has any data) of each organisation the WHERE clause picks: the fields of its Raw."""
+    adapt = connection.ops.adapt_datefield_value
+    d, y1, y2 = adapt(day), adapt(day - YEAR), adapt(day - 2 * YEAR)
+    sql = CRITERIA_SQL.format(
+        organisation=Organisation._meta.db_table,
+        sale=Sale._meta.db_table,
+        holding=CertificationHolding._meta.db_table,
+        score=SatisfactionScore._meta.db_table,
+        where=where,
+        order="ORDER BY o.name" if order else "",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [y1, y1, y1, y2, d, d, y1, d, *params])
+        rows = cursor.fetchall()
+    # As the ORM converted its aggregates: Sum of a DecimalField a Decimal (on SQLite, a float or
+    # an int read through the 15 digits SQLite keeps), Avg of an integer a float, Count an int;
+    # and as criteria_as_of read them: no sum, or a zero one, is ZERO.
+    if connection.vendor == "sqlite":
+        to_decimal = decimal.Context(prec=15).create_decimal_from_float
+        return [
+            (
+                pk,
+                (revenue is not None and to_decimal(revenue)) or ZERO,
+                (previous is not None and to_decimal(previous)) or ZERO,
+                (compliant is not None and to_decimal(compliant)) or ZERO,
+                n or 0,
+                None if average is None else _q(float(average)),
+                sales is not None or holdings is not None or scores is not None,
+            )
+            for pk, sales, revenue, previous, compliant, holdings, n, scores, average in rows
+        ]
+    return [  # psycopg2 reads numeric as Decimal
+        (
+            pk,
+            revenue or ZERO,
+            previous or ZERO,
+            compliant or ZERO,
+            n or 0,
+            None if average is None else _q(float(average)),
+            sales is not None or holdings is not None or scores is not None,
         )
-    ):
-        r = raw(row["reseller_id"])
-        r.revenue = row["revenue"] or ZERO
-        r.revenue_previous = row["previous"] or ZERO
-        r.compliant_revenue = row["compliant"] or ZERO
-    holdings = CertificationHolding.objects.filter(valid_until__gte=day)
-    if organisation_ids is not None:
-        holdings = holdings.filter(organisation_id__in=organisation_ids)
-    for row in holdings.values("organisation_id").annotate(n=Count("certification", distinct=True)):
-        raw(row["organisation_id"]).certifications = row["n"]
-    scores = SatisfactionScore.objects.filter(recorded_on__gt=day - YEAR, recorded_on__lte=day)
-    if organisation_ids is not None:
-        scores = scores.filter(organisation_id__in=organisation_ids)
-    for row in scores.values("organisation_id").annotate(avg=Avg("score")):
-        raw(row["organisation_id"]).satisfaction = _q(row["avg"])
-    return raws
+        for pk, sales, revenue, previous, compliant, holdings, n, scores, average in rows
+    ]
 
 
 def _score(value: Decimal | int | None, target) -> Decimal:
@@ -205,70 +272,234 @@ def _recompute(day: date) -> RunResult:
     tiers = list(Tier.objects.order_by("rank"))
     if not tiers:
         raise TierError("There are no tiers: create at least one in the admin.")
+    by_pk = {t.pk: t for t in tiers}
     run = EvaluationRun.objects.create(run_on=day, mode=programme.mode)
-    organisations = list(evaluated_organisations().values_list("pk", flat=True))
-    raws = criteria_as_of(day)
-    rows = {}
-    for pk in organisations:
-        raw = raws.get(pk, Raw())
-        scores = scores_of(raw, programme)
-        rows[pk] = (raw, scores, total_of(scores, programme))
-    if programme.mode == TierProgramme.Mode.DISTRIBUTION:
-        qualified, run.cutoffs = qualify_distribution({pk: row[2] for pk, row in rows.items()}, tiers)
-    else:
-        qualified = {pk: qualify_absolute(row[2], row[0].certifications, tiers) for pk, row in rows.items()}
+    # Every standing as values (a model only for those _apply gets): read before the evaluations
+    # are written, as on PostgreSQL they are written while they are computed (see below).
     standings = {
-        s.organisation_id: s
-        for s in DealerStanding.objects.filter(organisation_id__in=organisations).select_related(
-            "tier", "override_tier"
-        )
+        row[1]: row
+        for row in DealerStanding.objects.values_list(
+            "pk", "organisation_id", *STANDING_FIELDS, "override_by_id"
+        ).order_by()
     }
+    scoring = _Scoring(programme)
+    # (pk, the values of EVALUATION_COLUMNS from revenue to total), in no particular order:
+    # sorting ten thousand names costs more than sorting the night's few changes by name, below
+    evaluated = ((pk, scoring.evaluate(*values)) for pk, *values, _has_data in _evaluated_criteria(day))
+    if programme.mode == TierProgramme.Mode.DISTRIBUTION:  # every total first
+        rows = dict(evaluated)
+        qualified, run.cutoffs = qualify_distribution({pk: row[TOTAL] for pk, row in rows.items()}, tiers)
+        targets = ((pk, row, qualified[pk]) for pk, row in rows.items())
+    else:  # each dealer on its own
+        targets = ((pk, row, qualify_absolute(row[TOTAL], row[CERTIFICATIONS], tiers)) for pk, row in evaluated)
+
     changes: list[TierChange] = []
-    new_standings, touched = [], []
-    for pk in organisations:
-        standing = standings.get(pk)
-        target = qualified[pk]
-        if standing is None:
-            standing = DealerStanding(organisation_id=pk, tier=target, since=day)
-            new_standings.append(standing)
-            changes.append(_change(pk, day, TierChange.Kind.START, None, target, f"First evaluation: {target}."))
-        else:
-            changed = _apply(standing, target, day, programme, rows[pk][2], changes)
-            if changed:
-                touched.append(standing)
-        standings[pk] = standing
+    new_standings = []
+    updates: dict[tuple, list[int]] = {}  # the fields _apply changed (name, new value) -> standings
+
+    def evaluations():
+        """Each dealer's evaluation row, its standing settled on the way."""
+        for pk, row, target in targets:
+            values = standings.get(pk)
+            if values is None:
+                new_standings.append(DealerStanding(organisation_id=pk, tier=target, since=day))
+                changes.append(_change(pk, day, TierChange.Kind.START, None, target, f"First evaluation: {target}."))
+                held = target.pk
+            else:
+                _, _, tier_id, since, grace_started_on, override_tier_id, override_until, reason, by = values
+                held = tier_id
+                if (  # what _apply acts on: an ended override, another tier, a running grace period
+                    (override_tier_id and override_until and override_until < day)
+                    or target.rank != by_pk[tier_id].rank
+                    or grace_started_on
+                ):
+                    standing = DealerStanding(
+                        pk=values[0],
+                        organisation_id=pk,
+                        tier=by_pk[tier_id],
+                        since=since,
+                        grace_started_on=grace_started_on,
+                        override_tier=by_pk[override_tier_id] if override_tier_id else None,
+                        override_until=override_until,
+                        override_reason=reason,
+                        override_by_id=by,
+                    )
+                    if _apply(standing, target, day, programme, row[TOTAL], changes):
+                        key = tuple(
+                            (f, getattr(standing, f))
+                            for f, old in zip(STANDING_FIELDS, values[2:-1], strict=True)
+                            if getattr(standing, f) != old
+                        )
+                        if key:
+                            updates.setdefault(key, []).append(standing.pk)
+                    held = standing.tier_id
+            yield (pk, *row, target.pk, held)
+
+    _write_evaluations(run, evaluations())
     DealerStanding.objects.bulk_create(new_standings)
-    DealerStanding.objects.bulk_update(  # in batches: one CASE per row and column grows badly past ~1,000
-        touched,
-        ["tier", "since", "grace_started_on", "override_tier", "override_until", "override_reason"],
-        batch_size=500,
-    )
-    Evaluation.objects.bulk_create(
-        Evaluation(
-            run=run,
-            organisation_id=pk,
-            revenue=raw.revenue,
-            revenue_previous=raw.revenue_previous,
-            growth=raw.growth,
-            compliance=raw.compliance,
-            certifications=raw.certifications,
-            satisfaction=raw.satisfaction,
-            revenue_score=scores[Criterion.REVENUE],
-            growth_score=scores[Criterion.GROWTH],
-            compliance_score=scores[Criterion.COMPLIANCE],
-            certifications_score=scores[Criterion.CERTIFICATIONS],
-            satisfaction_score=scores[Criterion.SATISFACTION],
-            total=total,
-            qualified_tier=qualified[pk],
-            held_tier=standings[pk].tier,
-        )
-        for pk, (raw, scores, total) in rows.items()
-    )
+    # one UPDATE per set of changes (all grace periods that start tonight, the promotions to a
+    # tier, ...): a handful of statements, where bulk_update's CASE per row and field cost more
+    # building than running
+    for key, pks in updates.items():
+        for start in range(0, len(pks), 500):
+            DealerStanding.objects.filter(pk__in=pks[start : start + 500]).update(**dict(key))
+    if len(changes) > 1:  # in the dealers' name order (the order of the history and the emails)
+        ids = {c.organisation_id for c in changes}
+        named = Organisation.objects.filter(pk__in=ids) if len(ids) <= 1000 else evaluated_organisations()
+        position = {pk: i for i, pk in enumerate(named.order_by("name").values_list("pk", flat=True))}
+        changes.sort(key=lambda c: position[c.organisation_id])  # stable: a dealer's changes keep their order
     TierChange.objects.bulk_create(changes)
     _notify(changes)
     run.finished_at = timezone.now()
     run.save(update_fields=["cutoffs", "finished_at"])
     return RunResult(run=run, created=True, changes=len(changes))
+
+
+CRITERIA = tuple(Criterion.values)  # the order of the scores in an evaluation row
+# what _apply may change on a standing
+STANDING_FIELDS = ("tier_id", "since", "grace_started_on", "override_tier_id", "override_until", "override_reason")
+
+
+class _Scoring:
+    """Raw.growth, Raw.compliance, scores_of and total_of for every dealer of a run, computed as
+    those compute them (the same Decimal operations and roundings) in a fraction of the time: the
+    programme's targets and weights are read once, the score of each distinct value of a criterion
+    with few values (growth, compliance, certifications, satisfaction) is computed once, and the
+    total adds each score times its weight / 100 (exact, as each score × weight / 100 is: two
+    decimals times at most five digits). tests/test_tier_recompute_equivalence.py compares them."""
+
+    def __init__(self, programme: TierProgramme):
+        weights = programme.weights()
+        self.parts = {c: weights[c] / HUNDRED for c in CRITERIA}
+        self.revenue_target = Decimal(programme.revenue_target)
+        self.targets = {c: getattr(programme, f"{c}_target") for c in CRITERIA}
+        self.memo: dict[str, dict] = {c: {} for c in CRITERIA}
+
+    def _scored(self, criterion: str, value) -> tuple[Decimal, Decimal]:
+        """(score, score × weight / 100) of a value of a criterion."""
+        memo = self.memo[criterion]
+        scored = memo.get(value)
+        if scored is None:
+            score = _score(value, self.targets[criterion])
+            scored = memo[value] = (score, score * self.parts[criterion])
+        return scored
+
+    def evaluate(self, revenue, previous, compliant, certifications, satisfaction) -> tuple:
+        """From a Raw's fields, the values of EVALUATION_COLUMNS from revenue to total."""
+        if previous <= 0:  # Raw.growth
+            growth = None
+        else:
+            growth = ((revenue - previous) / previous * HUNDRED).quantize(CENT, ROUND_HALF_UP)
+        if revenue <= 0:  # Raw.compliance
+            compliance = ZERO
+            revenue_score = ZERO  # _score
+        else:
+            if compliant < ZERO:
+                compliant = ZERO
+            compliance = (compliant / revenue * HUNDRED).quantize(CENT, ROUND_HALF_UP)
+            revenue_score = revenue / self.revenue_target * HUNDRED
+            revenue_score = (revenue_score if revenue_score < HUNDRED else HUNDRED).quantize(CENT, ROUND_HALF_UP)
+        if growth is None:  # scores_of: from a zero base any revenue now is full marks
+            growth_score = HUNDRED if revenue > 0 else ZERO
+            growth_part = growth_score * self.parts[Criterion.GROWTH]
+        else:
+            growth_score = _score(growth, self.targets[Criterion.GROWTH])  # (too many values to remember)
+            growth_part = growth_score * self.parts[Criterion.GROWTH]
+        compliance_score, compliance_part = self._scored(Criterion.COMPLIANCE, compliance)
+        certifications_score, certifications_part = self._scored(Criterion.CERTIFICATIONS, certifications)
+        satisfaction_score, satisfaction_part = self._scored(Criterion.SATISFACTION, satisfaction)
+        total = (
+            ZERO
+            + revenue_score * self.parts[Criterion.REVENUE]
+            + growth_part
+            + compliance_part
+            + certifications_part
+            + satisfaction_part
+        ).quantize(CENT, ROUND_HALF_UP)
+        return (
+            revenue,
+            previous,
+            growth,
+            compliance,
+            certifications,
+            satisfaction,
+            revenue_score,
+            growth_score,
+            compliance_score,
+            certifications_score,
+            satisfaction_score,
+            total,
+        )
+
+
+EVALUATION_COLUMNS = (
+    "organisation_id",
+    "revenue",
+    "revenue_previous",
+    "growth",
+    "compliance",
+    "certifications",
+    "satisfaction",
+    *(f"{c}_score" for c in CRITERIA),
+    "total",
+    "qualified_tier_id",
+    "held_tier_id",
+)
+# positions in a row of _Scoring.evaluate
+CERTIFICATIONS, TOTAL = EVALUATION_COLUMNS.index("certifications") - 1, EVALUATION_COLUMNS.index("total") - 1
+
+
+def _write_evaluations(run: EvaluationRun, rows) -> None:
+    """Insert a run's evaluations, each row the values of EVALUATION_COLUMNS: on PostgreSQL with
+    COPY (the INSERT of ten thousand rows cost most of a night's run), the rows made as the
+    database reads them (it inserts one part while the next is computed), elsewhere with bulk_create."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            raw_cursor = getattr(cursor, "cursor", None)
+            if hasattr(raw_cursor, "copy_expert"):  # psycopg2
+                line = f"{run.pk}\t" + "\t".join(["%s"] * len(EVALUATION_COLUMNS)) + "\n"
+                # numbers and None only: None is the one "None" in a line, COPY's NULL is \N
+                lines = ((line % row).replace("None", "\\N") for row in rows)
+                columns = ", ".join(connection.ops.quote_name(c) for c in ("run_id", *EVALUATION_COLUMNS))
+                reader = _Reader(lines)
+                try:
+                    raw_cursor.copy_expert(f"COPY {Evaluation._meta.db_table} ({columns}) FROM STDIN", reader)
+                except Exception:
+                    if reader.error is not None:  # the run failed, not the COPY: its error, not psycopg2's
+                        raise reader.error from None
+                    raise
+                return
+    Evaluation.objects.bulk_create(
+        Evaluation(run=run, **dict(zip(EVALUATION_COLUMNS, row, strict=True))) for row in rows
+    )
+
+
+class _Reader:
+    """A file to read the given lines from, made as they are read."""
+
+    def __init__(self, lines):
+        self.lines = lines
+        self.rest = ""
+        self.error: Exception | None = None
+
+    def read(self, size: int = -1) -> str:
+        parts, length = [self.rest], len(self.rest)
+        if size < 0 or length < size:
+            try:
+                for text in self.lines:
+                    parts.append(text)
+                    length += len(text)
+                    if 0 <= size <= length:
+                        break
+            except Exception as error:
+                self.error = error
+                raise
+        text = "".join(parts)
+        if 0 <= size < len(text):
+            text, self.rest = text[:size], text[size:]
+        else:
+            self.rest = ""
+        return text
 
 
 def _change(pk, day, kind, old, new, reason, actor=None) -> TierChange:

@@ -777,7 +777,7 @@ def main() -> None:
     from tiers import services
 
     hooks = {
-        "criteria": Timed(services, "criteria_as_of"),
+        "criteria": Timed(services, "_evaluated_criteria"),  # the run's one criteria statement
         "notify": Timed(services, "_notify"),
         "enqueue": Timed(services, "outbox_enqueue_many"),
         "kick": Timed(outbox, "_kick_flush"),
