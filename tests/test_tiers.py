@@ -271,3 +271,18 @@ def test_bars_follow_the_ranks_and_shares_stay_within_100(db):
         silver.full_clean()
     silver.distribution_share = Decimal("30")
     silver.full_clean()
+
+
+def test_an_extreme_compliance_or_growth_is_stored_not_a_failed_night(world):
+    """Credit notes can leave a tiny revenue beside a large compliant one (compliance of millions
+    of %), and a previous year netted down to cents makes growth enormous: the night still runs and
+    the evaluation keeps the figures (the scores are capped at 100 anyway)."""
+    sale(world.own, "1000000", DAY - timedelta(days=5), registered=True)
+    sale(world.own, "-999999.50", DAY - timedelta(days=4))  # a credit note: revenue €0.50
+    sale(world.other, "9999999", DAY - timedelta(days=5))
+    sale(world.other, "0.50", DAY - timedelta(days=400))  # last year: fifty cents
+    services.tiers_recompute(day=DAY)
+    own, other = evaluation(world.own), evaluation(world.other)
+    assert own.revenue == Decimal("0.50") and own.compliance == Decimal("200000000.00")
+    assert own.compliance_score == 100
+    assert other.growth == Decimal("1999999700.00") and other.growth_score == 100

@@ -293,8 +293,10 @@ class Evaluation(models.Model):
     organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="evaluations")
     revenue = models.DecimalField(**MONEY, default=Decimal("0"))
     revenue_previous = models.DecimalField(**MONEY, default=Decimal("0"))
-    growth = models.DecimalField("growth (%)", max_digits=9, decimal_places=2, null=True, blank=True)
-    compliance = models.DecimalField("compliance (%)", **PERCENT, default=Decimal("0"))
+    # wide: credit notes can leave a cent of revenue beside a large compliant one, or of last year's
+    # revenue, and either percentage then runs into the billions (the scores are capped at 100)
+    growth = models.DecimalField("growth (%)", max_digits=20, decimal_places=2, null=True, blank=True)
+    compliance = models.DecimalField("compliance (%)", max_digits=20, decimal_places=2, default=Decimal("0"))
     certifications = models.PositiveIntegerField(default=0)
     satisfaction = models.DecimalField(max_digits=3, decimal_places=2, null=True, blank=True)
     revenue_score = models.DecimalField(**PERCENT, default=Decimal("0"))
