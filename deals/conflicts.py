@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import operator
 import re
+from collections import namedtuple
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import reduce
+from functools import lru_cache, reduce
 
 from django.db import connection, transaction
 from django.db.models import Q
@@ -32,6 +33,7 @@ from deals.models import (
     Customer,
     NamedAccount,
     NotSameCustomer,
+    OpenCustomer,
     ProgrammeSettings,
     Registration,
     RegistrationFlag,
@@ -102,34 +104,26 @@ KEYS = ("vat_key", "register_key", "domain_key")
 # that match() accepts was lost in a 5,500-pair sample (tools/measure_conflict_check.py).
 SIMILAR_NAMES_SQL = """
 SELECT set_config('pg_trgm.similarity_threshold', %(threshold)s, true);
-SELECT customer_id, customer_name_key FROM deals_registration
-WHERE status IN %(active)s AND customer_name_key %% %(name)s
+SELECT customer_id, name_key FROM deals_opencustomer
+WHERE country = %(country)s AND name_key %% %(name)s
 """
 
 
 def _similar_names(customer: Customer) -> list[tuple[int, str]]:
-    """(customer id, name key) of the active registrations whose customer's name may be this one's.
-    PostgreSQL: the trigram-similar names, through the partial trigram index of the active
-    registrations' copy of the name key (migration 0007), read from the registrations alone: a
-    common trade word brings in hundreds of names, and joining their customers (for the country)
-    cost as much as the index scan; the country is checked on the few that names_may_match keeps.
-    Elsewhere (SQLite, small data): every active registration in the customer's country."""
+    """(customer id, name key) of the customers with an active registration in this customer's
+    country whose name may be this one's, from deals.models.OpenCustomer (one narrow row per such
+    customer, kept by deals.open_customers). PostgreSQL: the trigram-similar names, through that
+    table's trigram index (migration 0011): a common trade word brings in hundreds of names, whose
+    recheck reads a few hundred short rows of a small table instead of as many registration rows.
+    Elsewhere (SQLite, small data): every open customer in the country."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
                 SIMILAR_NAMES_SQL,
-                {
-                    "threshold": str(TRIGRAM_THRESHOLD),
-                    "active": tuple(map(str, ACTIVE)),
-                    "name": customer.name_key,
-                },
+                {"threshold": str(TRIGRAM_THRESHOLD), "country": customer.country, "name": customer.name_key},
             )
             return cursor.fetchall()
-    return list(
-        Registration.objects.filter(status__in=ACTIVE, customer__country=customer.country)
-        .order_by()
-        .values_list("customer_id", "customer_name_key")
-    )
+    return list(OpenCustomer.objects.filter(country=customer.country).order_by().values_list("customer_id", "name_key"))
 
 
 def _plausible_candidates(customer: Customer) -> list[Customer]:
@@ -254,15 +248,25 @@ def conflicts_detect(registration: Registration) -> Detection:
 
 
 TERRITORY_FIELDS = ("country", "postcode_from", "postcode_to", "exclusive")
+_Where = namedtuple("_Where", TERRITORY_FIELDS)
 
 
-def _postcode_in(postcode: str, territory: Territory) -> bool:
+def _postcode_in(postcode: str, territory) -> bool:
     if not territory.postcode_from:
         return True
     code = re.sub(r"\s", "", postcode).upper()
     low = territory.postcode_from.replace(" ", "").upper()
     high = (territory.postcode_to or territory.postcode_from).replace(" ", "").upper()
     return low <= code[: len(low)] and code[: len(high)] <= high
+
+
+@lru_cache(maxsize=4096)
+def _named_account_keys(name, city, country, website, vat, number) -> matching.Keys:
+    """A named account's matching keys (a pure function of its fields, so cached: the same few hundred
+    accounts are compared at every check)."""
+    return matching.keys(
+        {"name": name, "city": city, "country": country, "website": website, "vat": vat, "company_number": number}
+    )
 
 
 def _channel_rule_flags(registration: Registration, customer: Customer, lines: list[_Line]) -> list[RegistrationFlag]:
@@ -290,8 +294,8 @@ def _channel_rule_flags(registration: Registration, customer: Customer, lines: l
             "vat": vat,
             "company_number": number,
         }
-        if not matching.may_match(keys, matching.keys(other)):  # most of them: no match() needed
-            continue
+        if not matching.may_match(keys, _named_account_keys(name, city, country, website, vat, number)):
+            continue  # most of them: no match() needed
         found = matching.match(record, other)
         if found.is_same_customer:
             holder = holder or "the vendor's direct team"
@@ -308,13 +312,14 @@ def _channel_rule_flags(registration: Registration, customer: Customer, lines: l
     ).values_list("organisation_id", "organisation__name", "country", "postcode_from", "postcode_to", "exclusive")
     own_territories = []
     for organisation_id, organisation_name, *where in territories:
-        territory = Territory(organisation_id=organisation_id, **dict(zip(TERRITORY_FIELDS, where, strict=True)))
+        territory = _Where(*where)  # a model instance only for the few that flag (its str)
         if organisation_id == registration.organisation_id:
             own_territories.append(territory)
         elif _postcode_in(customer.postcode, territory):
+            shown = Territory(organisation_id=organisation_id, **territory._asdict())
             flag(
                 RegistrationFlag.Kind.TERRITORY,
-                f"Postcode {customer.postcode} lies in the exclusive territory of {organisation_name} ({territory}).",
+                f"Postcode {customer.postcode} lies in the exclusive territory of {organisation_name} ({shown}).",
             )
     own = [t for t in own_territories if t.country == customer.country]
     if own_territories and not any(_postcode_in(customer.postcode, t) for t in own):

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db import connection
 from django.utils import timezone
 
 from dealers.countries import COUNTRY_CHOICES
@@ -137,7 +138,13 @@ class ProductSelect(forms.Select):
 
     def __init__(self, *args, prices=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.prices = prices or {}
+        self._prices = prices or {}  # or a function that returns them, called when first needed
+
+    @property
+    def prices(self) -> dict:
+        if callable(self._prices):
+            self._prices = self._prices()
+        return self._prices
 
     def create_option(self, name, value, *args, **kwargs):
         option = super().create_option(name, value, *args, **kwargs)
@@ -159,8 +166,110 @@ class FiniteDecimalField(forms.DecimalField):
         return value
 
 
+def _product_pk(value):
+    """The pk that a lookup of Product by `value` asks for (int(), as the database lookup converts it)."""
+    return Product._meta.pk.get_prep_value(value)
+
+
+class ProductCatalogue:
+    """The registrable products that a formset's lines choose from, read when first needed and once:
+    every one of them to show the options (with their list prices), and to check a submission only
+    the ones posted (one query for all its lines). A product is accepted on a line exactly when it
+    is among Product.objects.registrable(), as ModelChoiceField's own lookup would have it."""
+
+    def __init__(self, posted=()):
+        low, high = connection.ops.integer_field_range(Product._meta.pk.get_internal_type())
+        self._posted = set()
+        for value in posted:
+            try:
+                pk = _product_pk(value)
+            except (TypeError, ValueError):
+                continue  # refused as "not one of the choices" without a query
+            # beyond the column's range no product has it (and SQLite's driver would overflow)
+            if pk is not None and low <= pk <= high:
+                self._posted.add(pk)
+        self._found: dict[int, Product] | None = None  # the posted ones
+        self._all: list[Product] | None = None
+        self._by_pk: dict[int, Product] = {}  # all of them
+
+    @classmethod
+    def for_data(cls, data, prefix: str) -> "ProductCatalogue":
+        """For a formset bound to `data` (None: unbound): the products posted on its lines."""
+        pattern = re.compile(rf"{re.escape(prefix)}-\d+-product")
+        posted = []
+        for key in data or ():
+            if isinstance(key, str) and pattern.fullmatch(key):
+                posted.extend(data.getlist(key) if hasattr(data, "getlist") else [data[key]])
+        return cls(posted)
+
+    def all(self) -> list[Product]:
+        if self._all is None:
+            self._all = list(Product.objects.registrable().select_related("line"))
+            self._by_pk = {product.pk: product for product in self._all}
+        return self._all
+
+    def prices(self) -> dict:
+        return {product.pk: product.list_price for product in self.all()}
+
+    def get(self, value) -> Product | None:
+        """The registrable product that `value` (a posted choice) names, or None. ValueError or
+        TypeError: `value` is no pk at all."""
+        pk = _product_pk(value)
+        if self._all is None and pk in self._posted:
+            if self._found is None:
+                found = Product.objects.registrable().select_related("line").filter(pk__in=self._posted)
+                self._found = {product.pk: product for product in found}
+            return self._found.get(pk)
+        self.all()  # a value that was not posted (a form used on its own): among them all
+        return self._by_pk.get(pk)
+
+
+class _ProductChoices(forms.models.ModelChoiceIterator):
+    """The options of a ProductChoiceField, from its catalogue, in the queryset's order."""
+
+    def __iter__(self):
+        if self.field.empty_label is not None:
+            yield ("", self.field.empty_label)
+        for product in self.field.catalogue.all():
+            yield self.choice(product)
+
+    def __len__(self):
+        return len(self.field.catalogue.all()) + (1 if self.field.empty_label is not None else 0)
+
+    def __bool__(self):
+        return self.field.empty_label is not None or bool(self.field.catalogue.all())
+
+
+class ProductChoiceField(forms.ModelChoiceField):
+    """A ModelChoiceField over the formset's ProductCatalogue: its options and the product posted on
+    each line come from there, not from a query per line (a submission of 20 lines asked the
+    database 20 times, and read the whole catalogue besides). The values accepted and the errors
+    are those of ModelChoiceField over Product.objects.registrable()."""
+
+    iterator = _ProductChoices
+
+    def __init__(self, *args, **kwargs):
+        self.catalogue = ProductCatalogue()
+        super().__init__(*args, **kwargs)
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        self.validate_no_null_characters(value)
+        if isinstance(value, Product):
+            value = value.pk
+        try:
+            product = self.catalogue.get(value)
+        except (ValueError, TypeError):
+            product = None
+        if product is None:
+            raise ValidationError(self.error_messages["invalid_choice"], code="invalid_choice", params={"value": value})
+        return product
+
+
 class LineForm(forms.Form):
-    product = forms.ModelChoiceField(queryset=Product.objects.none(), required=False)
+    # what a line may hold; read through the formset's ProductCatalogue (see ProductChoiceField)
+    product = ProductChoiceField(queryset=Product.objects.registrable().select_related("line"), required=False)
     quantity = forms.IntegerField(min_value=1, max_value=1_000_000, required=False)
     value = FiniteDecimalField(
         max_digits=14,
@@ -171,15 +280,18 @@ class LineForm(forms.Form):
         help_text="Leave empty for list price × quantity.",
     )
 
-    def __init__(self, *args, products=None, **kwargs):
+    def __init__(self, *args, products: ProductCatalogue | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        products = products if products is not None else list(Product.objects.registrable().select_related("line"))
-        self.fields["product"].queryset = Product.objects.registrable().select_related("line")
-        self.fields["product"].label_from_instance = lambda p: (
+        if products is None:  # a form on its own, not in a formset
+            posted = self.data.get(self.add_prefix("product")) if self.is_bound else None
+            products = ProductCatalogue([posted] if posted is not None else [])
+        field = self.fields["product"]
+        field.catalogue = products  # the options and the posted choice: from there, no query per line
+        field.label_from_instance = lambda p: (
             f"{p.name} ({p.sku})" + (" — direct sales only, needs review" if p.line.direct_only else "")
         )
-        self.fields["product"].widget = ProductSelect(prices={p.pk: p.list_price for p in products})
-        self.fields["product"].widget.choices = self.fields["product"].choices
+        field.widget = ProductSelect(prices=products.prices)  # read when the page is shown
+        field.widget.choices = field.choices
 
     def clean(self):
         data = super().clean()
@@ -197,9 +309,10 @@ class LineForm(forms.Form):
 
 
 class BaseLineFormSet(forms.BaseFormSet):
-    def __init__(self, *args, **kwargs):
-        self.products = list(Product.objects.registrable().select_related("line"))
-        super().__init__(*args, **kwargs)
+    def __init__(self, data=None, *args, prefix=None, **kwargs):
+        super().__init__(data, *args, prefix=prefix, **kwargs)
+        # one catalogue for every line: read once for the page, or only the posted products for a submission
+        self.products = ProductCatalogue.for_data(data if self.is_bound else None, self.prefix)
 
     def get_form_kwargs(self, index):
         return {"products": self.products}

@@ -13,8 +13,8 @@ Two searches, each through its own indexes:
 - exact: the whole normalised name, a VAT or register number, or a website domain, over every
   customer record: a customer that nobody protects (any more) is shown too, as not protected;
 - similar: a part of the normalised name, and on PostgreSQL a trigram-similar name that
-  deals.matching confirms, among the active registrations only (their copy of the name key and its
-  partial trigram index, as in the conflict check): the similar names of all 400,000 customers
+  deals.matching confirms, among the customers of active registrations only (deals.models.OpenCustomer
+  and its trigram index, as in the conflict check): the similar names of all 400,000 customers
   made the page's p95 252 ms at a million registrations. A near-miss spelling of a customer
   without an active registration is therefore not found; the page says so.
 
@@ -37,7 +37,7 @@ from django.utils.formats import date_format
 from dealers.countries import COUNTRIES
 from deals import matching
 from deals.conflicts import TRIGRAM_THRESHOLD
-from deals.models import Customer, NamedAccount, ProtectionLookup, Registration
+from deals.models import Customer, NamedAccount, OpenCustomer, ProtectionLookup, Registration
 
 Status = Registration.Status
 ACTIVE = (Status.SUBMITTED, Status.INFO_REQUESTED, Status.APPROVED, Status.ESCALATED)
@@ -207,8 +207,8 @@ def _exact_filter(found: Interpretation, *, by_index: bool = True) -> Q:
 # threshold holds for this SELECT only, without BEGIN and COMMIT round trips around it.
 SIMILAR_SQL = """
 SELECT set_config('pg_trgm.similarity_threshold', %(threshold)s, true);
-SELECT customer_id, customer_name_key FROM deals_registration
-WHERE status IN %(active)s AND (customer_name_key LIKE %(part)s OR customer_name_key %% %(name)s)
+SELECT customer_id, name_key FROM deals_opencustomer
+WHERE name_key LIKE %(part)s OR name_key %% %(name)s
 """
 
 
@@ -218,27 +218,23 @@ def _similar_customer_ids(found: Interpretation) -> list[int]:
     ("& zonen", "installatiebedrijf") brings in hundreds of similar names, and
     matching.names_may_match leaves the few that deals.matching may accept.
 
-    On PostgreSQL through the partial trigram index of the active registrations' copy of the name
-    key (migration 0007), which serves both the LIKE (name_key is lower case already, so a
-    case-sensitive LIKE) and the similarity. As in the conflict check, at its threshold: only names
-    match() may accept (none below 0.4 in a 5,500-pair sample); pg_trgm's default 0.3 reads several
-    times more names, to answer none of them. Elsewhere (SQLite, a small data set) the trigram
-    search is left out: every active registration's name key is compared here."""
+    From deals.models.OpenCustomer, one narrow row per customer with an active registration (kept by
+    deals.open_customers). On PostgreSQL through its trigram index (migration 0011), which serves
+    both the LIKE (name_key is lower case already, so a case-sensitive LIKE) and the similarity. As
+    in the conflict check, at its threshold: only names match() may accept (none below 0.4 in a
+    5,500-pair sample); pg_trgm's default 0.3 reads several times more names, to answer none of
+    them. Elsewhere (SQLite, a small data set) the trigram search is left out: every open
+    customer's name key is compared here."""
     if connection.vendor == "postgresql":
         part = found.name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         with connection.cursor() as cursor:
             cursor.execute(
                 SIMILAR_SQL,
-                {
-                    "threshold": str(TRIGRAM_THRESHOLD),
-                    "active": tuple(map(str, ACTIVE)),
-                    "part": f"%{part}%",
-                    "name": found.name,
-                },
+                {"threshold": str(TRIGRAM_THRESHOLD), "part": f"%{part}%", "name": found.name},
             )
             keys = dict(cursor.fetchall())
     else:
-        keys = dict(Registration.objects.filter(status__in=ACTIVE).values_list("customer_id", "customer_name_key"))
+        keys = dict(OpenCustomer.objects.values_list("customer_id", "name_key"))
     plausible = sorted(
         (key, customer_id)
         for customer_id, key in keys.items()

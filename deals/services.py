@@ -20,8 +20,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dealers.models import Membership, Organisation, User
-from deals import conflicts
+from deals import conflicts, open_customers
 from deals.models import (
+    Conflict,
     Customer,
     ExtensionRequest,
     Product,
@@ -33,7 +34,7 @@ from deals.models import (
     money,
 )
 from deals.sla import add_working_hours, working_hours_between
-from prm.outbox import outbox_enqueue
+from prm.outbox import outbox_enqueue_each
 
 Status = Registration.Status
 
@@ -143,9 +144,14 @@ def _check_party(party: Party, actor: User | None, registration: Registration) -
 
 def _lock(registration: Registration, action: str | None = None, actor: User | None = None) -> Registration:
     """Re-read the row under a lock; with an action, also check the move and the actor first,
-    so that an outsider hears "not allowed" before any remark about their input."""
+    so that an outsider hears "not allowed" before any remark about their input.
+
+    FOR NO KEY UPDATE (what an UPDATE of the row takes anyway): transitions still wait for each
+    other, but a submission that inserts a conflict row referring to this registration (a foreign
+    key's KEY SHARE) does not wait for it. A closing transition waits for a submission of its
+    customer in progress (deals.open_customers); that submission must never wait for it in turn."""
     locked = (
-        Registration.objects.select_for_update(of=("self",))
+        Registration.objects.select_for_update(of=("self",), no_key=True)
         .select_related("organisation__region", "organisation__partner_manager", "customer", "registered_by")
         .get(pk=registration.pk)
     )
@@ -286,19 +292,45 @@ def dealer_recipients(registration: Registration) -> list[str]:
     )
 
 
-def _notify_dealer(registration: Registration, template: str, **context) -> None:
+def _dealer_emails(registration: Registration, template: str, **context) -> list[tuple]:
+    """The (to, template, context, topic) of the dealer's emails (see outbox_enqueue_each)."""
     context.update(registration=registration, url=_url("deals:registration_detail", registration.pk))
-    for address in dealer_recipients(registration):
-        outbox_enqueue(to=address, template=template, context=context, topic=registration.reference)
+    return [(address, template, context, registration.reference) for address in dealer_recipients(registration)]
 
 
-def _notify_reviewer(registration: Registration, template: str, *, director: bool = False, **context) -> None:
+def _reviewer_emails(registration: Registration, template: str, *, director: bool = False, **context) -> list[tuple]:
+    """The reviewer's email, if there is an active reviewer (see outbox_enqueue_each)."""
     organisation = registration.organisation
     person = organisation.region.regional_director if director else organisation.account_manager
     if person is None or not person.is_active:
-        return
+        return []
+    if context.get("detection") is not None:
+        _other_dealers_loaded(context["detection"].conflicts)
     context.update(registration=registration, url=_url("deals:registration_detail", registration.pk), person=person)
-    outbox_enqueue(to=person.email, template=template, context=context, topic=registration.reference)
+    return [(person.email, template, context, registration.reference)]
+
+
+def _notify_dealer(registration: Registration, template: str, **context) -> None:
+    outbox_enqueue_each(_dealer_emails(registration, template, **context))
+
+
+def _notify_reviewer(registration: Registration, template: str, *, director: bool = False, **context) -> None:
+    outbox_enqueue_each(_reviewer_emails(registration, template, director=director, **context))
+
+
+def _other_dealers_loaded(found: list[Conflict]) -> None:
+    """The other registration of each conflict, and its dealer, as the reviewer's email names them:
+    read together (two queries at most, none when the check left them loaded), not one per conflict."""
+    missing = [c for c in found if not Conflict.other.is_cached(c)]
+    if missing:
+        others = Registration.objects.select_related("organisation").in_bulk({c.other_id for c in missing})
+        for c in missing:
+            c.other = others[c.other_id]
+    others = [c.other for c in found if not Registration.organisation.is_cached(c.other)]
+    if others:
+        dealers = Organisation.objects.in_bulk({other.organisation_id for other in others})
+        for other in others:
+            other.organisation = dealers[other.organisation_id]
 
 
 # --- submitting ----------------------------------------------------------------------------------
@@ -323,11 +355,25 @@ class LineData:
 
 
 def open_registration_cap(organisation: Organisation) -> int:
-    """The cap follows the dealer's tier (the programme default only if no tier exists at all)."""
-    from tiers.selectors import tier_for
+    """The cap follows the dealer's tier (the programme default only if no tier exists at all): the
+    tier of tiers.selectors.tier_for — an active override, else the tier it holds, the lowest tier
+    if never evaluated — read as its cap alone (each submission asks; three whole rows cost twice)."""
+    from tiers.models import DealerStanding
+    from tiers.selectors import lowest_tier
 
-    tier = tier_for(organisation)
-    return tier.open_registration_cap if tier else ProgrammeSettings.load().default_open_registration_cap
+    standing = (
+        DealerStanding.objects.filter(organisation=organisation)
+        .values_list(
+            "override_tier_id", "override_until", "override_tier__open_registration_cap", "tier__open_registration_cap"
+        )
+        .first()
+    )
+    if standing is None:
+        tier = lowest_tier()
+        return tier.open_registration_cap if tier else ProgrammeSettings.load().default_open_registration_cap
+    override_tier_id, override_until, override_cap, held_cap = standing
+    override = DealerStanding(override_tier_id=override_tier_id, override_until=override_until)
+    return override_cap if override.override_active(timezone.localdate()) else held_cap
 
 
 def open_registration_count(organisation: Organisation) -> int:
@@ -419,7 +465,12 @@ def registration_submit(
     membership = actor.membership if actor.is_authenticated and actor.is_active else None
     if membership is None:
         raise NotAllowed("Only people of a dealer organisation can register deals.")
-    organisation = Organisation.objects.select_for_update().get(pk=membership.organisation_id)
+    # the row locked; its partner manager read with it, for the reviewer's email
+    organisation = (
+        Organisation.objects.select_for_update(of=("self",))
+        .select_related("partner_manager")
+        .get(pk=membership.organisation_id)
+    )
     if organisation.status == Organisation.Status.TERMINATED:
         raise NotAllowed("Your organisation no longer takes part in the programme.")
     if cap is None:
@@ -466,8 +517,11 @@ def registration_submit(
         to_status=Status.SUBMITTED,
     )
     detection = conflicts.conflicts_detect(registration)
-    _notify_dealer(registration, "registration_submitted", needs_review=detection.needs_review)
-    _notify_reviewer(registration, "registration_to_review", resubmitted=False, detection=detection)
+    # the dealer's email and the reviewer's, in one INSERT
+    outbox_enqueue_each(
+        _dealer_emails(registration, "registration_submitted", needs_review=detection.needs_review)
+        + _reviewer_emails(registration, "registration_to_review", resubmitted=False, detection=detection)
+    )
     return registration
 
 
@@ -876,6 +930,9 @@ def protections_expire(*, today: date | None = None, batch_size: int = 100_000) 
                         f"WHERE r.status = %s AND r.status_changed_at = %s AND r.id >= %s AND r.id < %s",
                         [Status.EXPIRED, now, start, start + batch_size],
                     )
+                    # their customers leave the open customers unless still open elsewhere (deals.open_customers)
+                    for statement in open_customers.expired_batch_sql(registrations):
+                        cursor.execute(statement, [Status.EXPIRED, now, start, start + batch_size])
         expired += count
     _after_expiry()
     return expired

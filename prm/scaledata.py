@@ -1115,8 +1115,8 @@ def _table_models():
         OutboxEmail, t.TierChange, t.Evaluation, t.EvaluationRun, t.DealerStanding, t.SatisfactionScore,
         t.CertificationHolding, t.Certification, t.Sale, r.ErasureLog, r.ProtectionLookup, r.RegistrationFlag,
         r.NotSameCustomer, r.Conflict, r.ExtensionRequest, r.RegistrationEvent, r.RegistrationLine, r.Registration,
-        r.ReferenceCounter, r.NamedAccount, r.Customer, r.Product, r.ProductLine, r.Holiday, d.LoginRecord,
-        d.ImprovementPlan, d.OrganisationEvent, d.Invitation, d.Membership, d.Territory,
+        r.ReferenceCounter, r.NamedAccount, r.OpenCustomer, r.Customer, r.Product, r.ProductLine, r.Holiday,
+        d.LoginRecord, d.ImprovementPlan, d.OrganisationEvent, d.Invitation, d.Membership, d.Territory,
         d.Organisation.specialisations.through, d.Organisation.distributors.through, d.Organisation,
         d.Specialisation, Authenticator, EmailAddress, d.User.groups.through, d.User.user_permissions.through,
         d.Region, d.User,
@@ -1327,6 +1327,11 @@ class ScaleGenerator:
                 )
             self.timings["name keys on registrations"] = time.perf_counter() - t0
             t0 = time.perf_counter()
+            from deals.open_customers import open_customers_rebuild
+
+            open_customers_rebuild()  # the customers with an open registration (deals.models.OpenCustomer)
+            self.timings["open customers"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
             self.finish(connection)
             with connection.cursor() as cursor:
                 for statement in restore:
@@ -1353,7 +1358,7 @@ class ScaleGenerator:
                 tier_models.SaleMonth,
                 tier_models.RegionSaleMonth,
             )
-        ]
+        ] + ["deals_opencustomer"]
         t0 = time.perf_counter()
         if connection.vendor == "postgresql" and not connection.in_atomic_block:  # VACUUM needs its own
             with connection.cursor() as cursor:

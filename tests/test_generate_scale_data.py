@@ -237,6 +237,12 @@ def test_customers_keys_and_variants(data):
     assert Customer.objects.filter(vat_number__gt="").exists() and Customer.objects.filter(website__gt="").exists()
 
 
+def test_the_customers_with_an_open_registration_are_filled(data):
+    from deals import open_customers
+
+    assert open_customers.open_customers_stored() == open_customers.open_customers_live() != set()
+
+
 def models_f(name):
     from django.db.models import F
 
