@@ -484,10 +484,16 @@ def registration_figures(organisations, start: date, end: date, key: str | None,
     if _month_end(last) < end:
         edges.append((_month_end(last) + timedelta(days=1), end))
     unchanged = registrations.exclude(organisation_id__in=changed)
-    for a, b in edges:
-        # one query per edge and date: each a plain range scan of its date's index (an OR of the
-        # edges, or of the dates, made PostgreSQL read a whole index in organisation order)
-        outside = {basis: in_period(basis, a, b) for basis in BASES}
+    # one query per date (an OR of the three made PostgreSQL read every registration of every
+    # dealer in the scope), each edge a range of its own; for every organisation one query per edge
+    # and date as well: a plain range scan of the date's index (with an OR of the two edges
+    # PostgreSQL read the whole index in organisation order, ten times slower)
+    for part in [[edge] for edge in edges] if everyone else [edges] if edges else []:
+        outside = {}
+        for basis in BASES:
+            outside[basis] = Q()
+            for a, b in part:
+                outside[basis] |= in_period(basis, a, b)
         for basis in BASES:
             counted = [name for name in fields if BASIS_OF[name] == basis]
             if counted:
