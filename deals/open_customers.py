@@ -149,16 +149,12 @@ def open_customers_rebuild() -> int:
         return cursor.rowcount
 
 
-def expired_batch_sql(registrations: str) -> list[str]:
+def expired_batch_sql(stamped: str) -> list[str]:
     """The statements protections_expire runs after expiring a batch: the customers of the rows it
-    stamped lose their row unless another registration of theirs is still open. Parameters of each:
-    [expired status, the job's moment, first id, end id]. The first locks those customers (as
-    customers_maybe_closed does); on SQLite it is left out."""
+    stamped (`stamped`, its SELECT of their customer ids, with its own parameters, which
+    each statement takes once) lose their row unless another registration of theirs is still open.
+    The first locks those customers (as customers_maybe_closed does); on SQLite it is left out."""
     table, customers, _ = _names()
-    stamped = (
-        f"SELECT r.customer_id FROM {registrations} r "
-        f"WHERE r.status = %s AND r.status_changed_at = %s AND r.id >= %s AND r.id < %s"
-    )
     exists = _open_exists(f"{table}.customer_id")
     statements = [f"DELETE FROM {table} WHERE customer_id IN ({stamped}) AND NOT {exists}"]
     if connection.vendor == "postgresql":

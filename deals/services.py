@@ -902,37 +902,28 @@ def protections_expire(*, today: date | None = None, batch_size: int = 100_000) 
                 )
                 count = cursor.rowcount
                 if count:
+                    # the rows this batch stamped (what follows reads them by it)
+                    stamped = "r.status = %s AND r.status_changed_at = %s AND r.id >= %s AND r.id < %s"
+                    stamped_params = [Status.EXPIRED, now, start, start + batch_size]
                     cursor.execute(
                         f"INSERT INTO {events} (registration_id, actor_id, created_at, action, from_status, "
                         f"to_status, reason, internal_note) "
-                        f"SELECT r.id, NULL, %s, %s, %s, %s, %s, '' FROM {registrations} r "
-                        f"WHERE r.status = %s AND r.status_changed_at = %s AND r.id >= %s AND r.id < %s "
+                        f"SELECT r.id, NULL, %s, %s, %s, %s, %s, '' FROM {registrations} r WHERE {stamped} "
                         # expired is final: a row that already has its expire event (stamped by an
                         # earlier run at the same clock reading) gets no second one
                         f"AND NOT EXISTS (SELECT 1 FROM {events} e WHERE e.registration_id = r.id AND e.action = %s)",
-                        [
-                            now,
-                            "expire",
-                            Status.APPROVED,
-                            Status.EXPIRED,
-                            reason,
-                            Status.EXPIRED,
-                            now,
-                            start,
-                            start + batch_size,
-                            "expire",
-                        ],
+                        [now, "expire", Status.APPROVED, Status.EXPIRED, reason, *stamped_params, "expire"],
                     )
                     # the dashboards count these dealers live until the next roll-up (tiers.rollup)
                     cursor.execute(
                         f"INSERT INTO {changes} (organisation_id) SELECT DISTINCT r.organisation_id "
-                        f"FROM {registrations} r "
-                        f"WHERE r.status = %s AND r.status_changed_at = %s AND r.id >= %s AND r.id < %s",
-                        [Status.EXPIRED, now, start, start + batch_size],
+                        f"FROM {registrations} r WHERE {stamped}",
+                        stamped_params,
                     )
                     # their customers leave the open customers unless still open elsewhere (deals.open_customers)
-                    for statement in open_customers.expired_batch_sql(registrations):
-                        cursor.execute(statement, [Status.EXPIRED, now, start, start + batch_size])
+                    customers = f"SELECT r.customer_id FROM {registrations} r WHERE {stamped}"
+                    for statement in open_customers.expired_batch_sql(customers):
+                        cursor.execute(statement, stamped_params)
         expired += count
     _after_expiry()
     return expired
