@@ -256,7 +256,8 @@ def _kpis(organisations, period: Period, level: str, today: date | None, *, with
     for k, f in registration_figures(organisations, period.start, period.end, org_key).items():
         if r := row(k):
             set_figures(r, f)
-            all_figures.add(vars(f))
+            if adding:
+                all_figures.add(vars(f))
     if adding:
         set_figures(total, all_figures)
     protected = Q(status=Status.APPROVED, protected_until__gte=today)
