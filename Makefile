@@ -29,7 +29,7 @@ test: $(STAMP)
 
 # The benchmark on PostgreSQL (tools/bench.py): generates a million registrations on its first run
 # (a few minutes), measures every target and writes BENCHMARKS.md. BENCH_ARGS="--quick --skip-load"
-# for a short check.
+# for a short check; a quick or partial run (--only …) prints its table without writing the file.
 BENCH_STAMP := $(VENV)/.installed-bench
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"

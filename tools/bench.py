@@ -780,7 +780,7 @@ def machine() -> str:
     )
 
 
-def write_report(rows: list[Row], load: dict | None, context: dict) -> str:
+def write_report(rows: list[Row], load: dict | None, context: dict, *, to_file: bool = True) -> str:
     met = [r for r in rows if r.met is not None]
     missed = [r.name for r in met if not r.met]
     parts = [
@@ -809,7 +809,8 @@ def write_report(rows: list[Row], load: dict | None, context: dict) -> str:
         parts += ["", "## Load", "", load["markdown"]]
     parts.append("")
     text = "\n".join(parts)
-    (ROOT / "BENCHMARKS.md").write_text(text)
+    if to_file:
+        (ROOT / "BENCHMARKS.md").write_text(text)
     return text
 
 
@@ -917,9 +918,12 @@ def main() -> None:
         f"per person, log-in lock-out after {settings.AXES_FAILURE_LIMIT} failures); "
         + ("quick run (fewer samples)" if args.quick else f"{samples} requests per page after 3 warm-up requests"),
     }
-    text = write_report(rows, load, context)
+    # BENCHMARKS.md holds the latest full table: a partial or quick run only prints its own
+    full = not only and not args.quick and not args.skip_load
+    text = write_report(rows, load, context, to_file=full)
     say("\n" + text)
-    say(f"bench took {time.perf_counter() - started:.0f} s; table written to BENCHMARKS.md")
+    written = "table written to BENCHMARKS.md" if full else "a partial run: BENCHMARKS.md left as it was"
+    say(f"bench took {time.perf_counter() - started:.0f} s; {written}")
 
 
 if __name__ == "__main__":
