@@ -8,6 +8,7 @@ number of dealers and registrations. The figures come from tiers.kpis; charts ar
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -469,14 +470,10 @@ def region_dashboard(request):
             "organisation_id", flat=True
         )
     )
-    by_tier = [
-        (
-            t,
-            sum(1 for tier in applied.values() if tier == t),
-            sum(1 for pk, tier in applied.items() if tier == t and pk in grace),
-        )
-        for t in tiers
-    ]
+    # counted by the tiers' pks (comparing 10,000 model instances 2 × 3 times took 70 ms)
+    dealers_in = Counter(tier.pk for tier in applied.values())
+    in_grace = Counter(tier.pk for pk, tier in applied.items() if pk in grace)
+    by_tier = [(t, dealers_in[t.pk], in_grace[t.pk]) for t in tiers]
     # the region table and its totals show no median review time (the partner managers' table does)
     regions, totals = kpis_with_totals(visible, period, "region", today, with_medians=False)
     if request.GET.get("format") == "sla-csv":
@@ -519,7 +516,9 @@ def _sla_by_partner_manager(organisations, period: Period) -> list[dict]:
         in_period(Basis.DECIDED, period.start, period.end)
     )
     hours = medians(decided, key, "review_working_hours")
-    figures = {k: f for k, f in registration_figures(organisations, period.start, period.end, key).items() if f.decided}
+    # only the figures by decision date: the counts by submission and won date are not shown here
+    counted = registration_figures(organisations, period.start, period.end, key, fields=("decided", "in_time"))
+    figures = {k: f for k, f in counted.items() if f.decided}
     people = {
         u.pk: u
         for u in User.objects.filter(pk__in=[k for k in figures if k is not None]).only(
