@@ -289,6 +289,27 @@ def test_filters_narrow_the_lines_to_a_product_line(world, book, catalogue):
         assert result.totals.total.value == 1000
 
 
+def _cells(totals: selectors.Row) -> list:
+    return [vars(f) for f in (*totals.months, totals.later, totals.total, totals.past)]
+
+
+@pytest.mark.parametrize("line", [None, "boiler", "pump"])
+def test_totals_only_are_the_totals_of_the_whole_forecast(world, book, catalogue, line):
+    """The region dashboard asks for the totals alone (another statement): the same figures, with
+    and without a product line narrowing the lines, and nothing else."""
+    product_line = catalogue[line].line if line else None
+    with on(DAY):
+        scopes = [Registration.objects.all(), Registration.objects.filter(organisation=world.own)]
+        for registrations in scopes:
+            whole = selectors.forecast(registrations, product_line=product_line)
+            alone = selectors.forecast(registrations, product_line=product_line, totals_only=True)
+            assert _cells(alone.totals) == _cells(whole.totals)
+            assert alone.totals.total.registrations > 0
+            assert (alone.product_lines, alone.products, alone.regions, alone.dealers) == ([], [], [], [])
+        nothing = selectors.forecast(Registration.objects.none(), totals_only=True)
+        assert nothing.is_empty and nothing.totals.total.registrations == 0
+
+
 def test_sort_by_a_column(world, book):
     with on(DAY):
         client = client_for(world.channel_admin)

@@ -456,7 +456,7 @@ def region_dashboard(request):
     period, period_form = _period(request)
     visible = Organisation.objects.visible_to(user).filter(kind=Organisation.Kind.RESELLER)
     registrations = Registration.objects.filter(organisation__in=visible)
-    outlook = forecast(registrations, today=today)
+    outlook = forecast(registrations, today=today, totals_only=True)  # the page shows the totals only
     escalated = (
         registrations.filter(status=Status.ESCALATED)
         .select_related("organisation", "customer")
