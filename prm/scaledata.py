@@ -1345,10 +1345,11 @@ class ScaleGenerator:
             self.timings["indexes + constraints"] = time.perf_counter() - t0
         # the dashboards' roll-up, as the nightly job would have left it (tiers.rollup)
         from tiers import models as tier_models
-        from tiers.rollup import rollup_build
+        from tiers.rollup import rollup_build, rollup_warm
 
         t0 = time.perf_counter()
         rollup_build()
+        rollup_warm()
         self.timings["dashboards roll-up"] = time.perf_counter() - t0
         rolled = [
             m._meta.db_table

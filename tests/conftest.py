@@ -71,7 +71,8 @@ def counted_both_ways(request, monkeypatch):
 
             return count
 
-        for module in ("tiers.kpis", "tiers.flags", "tiers.dashboards"):
+        for module in ("tiers.kpis", "tiers.dashboards"):
             monkeypatch.setattr(f"{module}.registration_figures", built_first(rollup.registration_figures))
+        monkeypatch.setattr("tiers.flags.submitted_by_dealer", built_first(rollup.submitted_by_dealer))
         monkeypatch.setattr("tiers.kpis.sales_figures", built_first(rollup.sales_figures))
     return request.param

@@ -256,6 +256,49 @@ def test_a_rebuild_clears_the_changes_and_counts_them(world):
     assert_same(Organisation.objects.all(), periods(5, 5))
 
 
+def test_the_programme_wide_counts_kept_for_a_build_stay_live(world, django_assert_max_num_queries):
+    """submitted_by_dealer keeps a build's counts per period in the cache and counts the dealers
+    changed since live: before and after the counts are kept, through every kind of change, and
+    under the next build's key, they are what counting everything live gives."""
+    made = history(world, 60, 8)
+    chosen = periods(8, 4)
+
+    def expected(start, end):
+        return {pk: f.submitted for pk, f in live(None, start, end, "organisation_id").items() if f.submitted}
+
+    def check():
+        for start, end in chosen:
+            assert rollup.submitted_by_dealer(start, end) == expected(start, end), (start, end)
+
+    check()  # no build: live, nothing kept
+    rollup.rollup_build()
+    check()  # kept now (no dealer changed)
+    with django_assert_max_num_queries(3):  # the build, the changed dealers (none), nothing else
+        rollup.submitted_by_dealer(*chosen[0])
+    # a submission (own), a withdrawal of a submission and a deletion (other), with the counts kept
+    make_registration(world.own, world.own_user, S.SUBMITTED, first_submitted_at=datetime(2026, 2, 3, tzinfo=AMS))
+    make_registration(
+        world.own, world.own_user, S.SUBMITTED, first_submitted_at=datetime(2025, 11, 30, 23, 30, tzinfo=AMS)
+    )
+    next(r for r in made if r.organisation == world.other).delete()
+    check()
+    # the counts are kept again while own and other are changed; then orphan changes too
+    rollup.cache.clear()
+    check()
+    moved = next(r for r in made if r.organisation == world.orphan)
+    moved.first_submitted_at = datetime(2026, 11, 1, 0, 30, tzinfo=AMS)
+    moved.save(update_fields=["first_submitted_at"])
+    check()
+    # the nightly job's build: another key, nothing changed, the new figures, the default period
+    # (the trailing 12 months) kept at once
+    call_command("rollup_dashboards")
+    assert not RollupChange.objects.exists()
+    trailing_year = expected(date(2025, 11, 24), TODAY)
+    with django_assert_max_num_queries(2):  # the build and the changed dealers: the counts were kept
+        assert rollup.submitted_by_dealer(date(2025, 11, 24), TODAY) == trailing_year
+    check()
+
+
 def test_kpis_are_the_same_with_and_without_the_rollup(world):
     history(world, 50, 6)
     for start, end in periods(6, 6):

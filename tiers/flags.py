@@ -24,7 +24,7 @@ from dealers.models import LoginRecord, Organisation, Territory
 from deals.models import Registration
 from tiers.kpis import Kpis, Period, applied_tiers
 from tiers.models import TierProgramme
-from tiers.rollup import registration_figures
+from tiers.rollup import submitted_by_dealer
 
 NOT_FLAGGED = (Organisation.Status.PHASING_OUT, Organisation.Status.TERMINATED)
 
@@ -56,12 +56,7 @@ def flags_for(
         status=Organisation.Status.TERMINATED
     )
     tier_of = applied_tiers(Organisation.objects.filter(kind=Organisation.Kind.RESELLER), today)
-    submitted = {
-        pk: figures.submitted
-        for pk, figures in registration_figures(
-            None, period.start, period.end, "organisation_id", fields=("submitted",)
-        ).items()
-    }
+    submitted = submitted_by_dealer(period.start, period.end)
     per_tier: dict[int, list[int]] = defaultdict(list)
     for pk in peers_all.values_list("pk", flat=True) if tier_of else ():  # no tiers: no peers
         per_tier[tier_of[pk].pk].append(submitted.get(pk, 0))

@@ -11,3 +11,4 @@ def tiers_recompute() -> None:
 @shared_task(ignore_result=True)
 def dashboards_rollup() -> None:
     rollup.rollup_build()
+    rollup.rollup_warm()

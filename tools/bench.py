@@ -434,11 +434,12 @@ def dashboards_rollup() -> str:
     """The dashboards read the nightly roll-up (tiers.rollup): as on a morning after the nightly job,
     it is built here when missing or when registrations changed since (not rolled back)."""
     from tiers.models import RollupChange, RollupState
-    from tiers.rollup import rollup_build
+    from tiers.rollup import rollup_build, rollup_warm
 
     if not RollupState.objects.exists() or RollupChange.objects.exists():
         say("building the dashboards' roll-up, as the nightly job does…")
         rollup_build()
+        rollup_warm()
     state = RollupState.objects.get()
     return f"the nightly roll-up: {state.rows:,} dealer-month rows, built in {state.seconds} s"
 

@@ -11,5 +11,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         rows = rollup.rollup_build()
+        rollup.rollup_warm()
         state = rollup.RollupState.objects.get()
         self.stdout.write(f"Rolled up {rows} dealer-month rows in {state.seconds} s.")
