@@ -170,3 +170,25 @@ def test_dealers_on_their_way_out_are_not_flagged(world):
     flags = codes()
     assert world.own.pk not in flags and world.other.pk not in flags
     assert "inactive" in flags[world.orphan.pk]
+
+
+def test_the_tier_that_applies_read_with_the_status(world):
+    """applied_tiers_with_status, the peers' tiers: never evaluated is the lowest tier; an override
+    applies to its last day and not after."""
+    from tiers.kpis import applied_tiers, applied_tiers_with_status
+    from tiers.models import DealerStanding, Tier
+
+    gold, silver, bronze = (Tier.objects.get(name=n) for n in ("Gold", "Silver", "Bronze"))
+    DealerStanding.objects.create(organisation=world.own, tier=silver, since=DAY)
+    DealerStanding.objects.create(
+        organisation=world.other, tier=silver, since=DAY, override_tier=gold, override_until=DAY, override_reason="r"
+    )
+    Organisation.objects.filter(pk=world.orphan.pk).update(status=Organisation.Status.PHASING_OUT)
+    resellers = Organisation.objects.filter(kind=Organisation.Kind.RESELLER)
+    found = {pk: (status, tier) for pk, status, tier in applied_tiers_with_status(resellers, DAY)}
+    assert found[world.own.pk] == ("active", silver)
+    assert found[world.other.pk] == ("active", gold)  # the override's last day
+    assert found[world.orphan.pk] == ("phasing_out", bronze)  # never evaluated
+    after = applied_tiers(resellers, DAY + timedelta(days=1))
+    assert (after[world.own.pk], after[world.other.pk], after[world.orphan.pk]) == (silver, silver, bronze)
+    assert len(after) == resellers.count()

@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from dealers.models import Organisation
 from deals.models import Registration
-from tiers.models import CertificationHolding, DealerStanding, SatisfactionScore, Tier, TierProgramme
+from tiers.models import CertificationHolding, SatisfactionScore, Tier, TierProgramme
 from tiers.rollup import Basis, Figures, in_period, registration_figures, sales_figures, within
 
 ZERO = Decimal("0")
@@ -320,17 +320,23 @@ def _kpis(organisations, period: Period, level: str, today: date | None, *, with
 def applied_tiers(organisations, today: date) -> dict[int, Tier]:
     """The tier that applies to each dealer now (an override included; never evaluated: the
     lowest tier), in two queries."""
+    return {pk: tier for pk, _status, tier in applied_tiers_with_status(organisations, today)}
+
+
+def applied_tiers_with_status(organisations, today: date) -> list[tuple[int, str, Tier]]:
+    """(pk, status, the tier that applies now) of each organisation, read together with its
+    standing in one query; none without any tier."""
     tiers = {t.pk: t for t in Tier.objects.all()}
     if not tiers:
-        return {}
+        return []
     lowest = max(tiers.values(), key=lambda t: t.rank)
-    result = {pk: lowest for pk in organisations.values_list("pk", flat=True)}
-    standings = DealerStanding.objects.filter(organisation__in=organisations).values_list(
-        "organisation_id", "tier_id", "override_tier_id", "override_until"
+    result = []
+    rows = organisations.values_list(
+        "pk", "status", "standing__tier_id", "standing__override_tier_id", "standing__override_until"
     )
-    for pk, tier_id, override_tier_id, override_until in standings:  # as DealerStanding.override_active
+    for pk, status, tier_id, override_tier_id, override_until in rows:  # as DealerStanding.override_active
         active = override_tier_id and override_until and override_until >= today
-        result[pk] = tiers[override_tier_id] if active else tiers[tier_id]
+        result.append((pk, status, tiers[override_tier_id] if active else tiers[tier_id] if tier_id else lowest))
     return result
 
 
