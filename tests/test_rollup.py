@@ -140,13 +140,20 @@ def test_the_figures_count_the_rollup_rows_and_only_the_rest_live(world, django_
     partial = rollup.registration_figures(Organisation.objects.all(), date(2026, 3, 2), date(2026, 3, 31), None)
     assert partial[None].submitted == 1  # live: the day is outside a whole month
     everything = Organisation.objects.all()
-    # the state, the changes (none), the roll-up rows, the days outside (3 dates)
+    # some dealers (here all, named), a period nothing is kept for: the state, the changes (none),
+    # the roll-up rows, the days outside the whole months of these dealers (3 dates)
     with django_assert_num_queries(6):
         rollup.registration_figures(everything, date(2025, 11, 24), TODAY, "organisation_id")
-    with django_assert_num_queries(9):  # every organisation: each edge of each date apart
+    # every organisation: the days outside of all of them, each edge of each date apart (2 × 3),
+    # and the organisations, kept for the build and period (_kept_edges)
+    with django_assert_num_queries(10):
         rollup.registration_figures(None, date(2025, 11, 24), TODAY, "organisation_id")
+    with django_assert_num_queries(3):  # then the kept figures
+        rollup.registration_figures(None, date(2025, 11, 24), TODAY, "organisation_id")
+    with django_assert_num_queries(4):  # and for some dealers too: the dealers asked for
+        rollup.registration_figures(everything, date(2025, 11, 24), TODAY, "organisation_id")
     make_registration(world.other, world.other_admin, S.SUBMITTED)
-    with django_assert_num_queries(7):  # and everything of the changed dealer
+    with django_assert_num_queries(5):  # and everything of the changed dealer
         rollup.registration_figures(everything, date(2025, 11, 24), TODAY, "organisation_id")
 
 
@@ -190,6 +197,43 @@ def test_a_dealer_that_moves_region_or_partner_manager_counts_where_it_is_now(wo
     assert_same(Organisation.objects.all(), chosen)
     assert_same(Organisation.objects.filter(region=world.south), chosen)
     assert_same(Organisation.objects.filter(region=world.north), chosen)
+
+
+def test_the_edges_kept_for_a_build_before_the_changes_stay_live(world):
+    """The days outside whole months are counted once per build and period and kept (the cache):
+    kept before the changes, the figures after every kind of change are still the live ones, for
+    every scope and key (whole regions take a changed dealer out of the kept sums under the region
+    and partner manager it was kept with)."""
+    made = history(world, 60, 12)
+    rollup.rollup_build()
+    chosen = periods(12, 8)
+    scopes = [
+        Organisation.objects.all(),
+        Organisation.objects.filter(region=world.north),
+        Organisation.objects.filter(region=world.south),
+        Organisation.objects.filter(pk__in=[world.own.pk, world.orphan.pk]),
+    ]
+    for scope in scopes:
+        assert_same(scope, chosen)  # and keeps the edges of every period
+    approved = next(r for r in made if r.status == S.APPROVED and r.organisation == world.own)
+    services.registration_report_won(
+        registration=approved, actor=world.own_user, value=Decimal("1234.50"), won_on=TODAY
+    )
+    make_registration(
+        world.orphan, world.other_admin, S.SUBMITTED, first_submitted_at=datetime(2025, 12, 1, 0, 30, tzinfo=AMS)
+    )
+    next(r for r in made if r.organisation == world.other and r.decided_at).delete()
+    world.own.region = world.south  # the dealer moves with its figures
+    world.own.save()
+    world.orphan.partner_manager = world.pm_b
+    world.orphan.save(update_fields=["partner_manager"])
+    assert set(RollupChange.objects.values_list("organisation_id", flat=True)) == {
+        world.own.pk,
+        world.other.pk,
+        world.orphan.pk,
+    }
+    for scope in scopes:
+        assert_same(scope, chosen)
 
 
 def test_moving_a_partner_managers_dealers_at_once_marks_them(world):

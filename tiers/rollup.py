@@ -9,6 +9,10 @@ by their first submission, by their won date and by their decision. A dashboard 
   since the build, and
 - live, from the registrations: the days of the period outside those whole months (a period runs
   from any date to any date), and every registration of a dealer that changed since the build.
+  The days outside, of the dealers that did not change, are the same all day: they are counted
+  once per build and period for every organisation and kept in the cache (_kept_edges; the
+  nightly job keeps the default period's at once), as are the attention flags' programme-wide
+  counts (submitted_by_dealer).
 
 The two never overlap and together cover the period, so the figures are the same as counting
 everything live: tests/test_rollup.py compares both on generated histories. What "changed" means:
@@ -418,6 +422,93 @@ def _from_rollup(rows, key: str | None, fields) -> dict:
     return {row.pop("_key"): row for row in rows.values(_key=F(key)).order_by().annotate(**aggregates)}
 
 
+# How long what is kept for a build (per period) stays: past the next night's build it is never asked.
+BUILD_CACHE_SECONDS = 36 * 3600
+
+
+KEPT_FORMAT = 1  # one more when what is kept changes shape: the entries of the old code are not read
+
+
+def _kept_prefix(state) -> str:
+    """The cache keys of what is kept for one build (state: its pk and built_at)."""
+    return f"rollup:{KEPT_FORMAT}:{state[0]}:{state[1].timestamp()}"
+
+
+def _packed(figures: Figures) -> tuple:
+    """Figures as plain values in ADDITIVE order, quick to keep and read back (10,000 dataclasses
+    with Decimals and timedeltas took 50 ms to unpickle): the sum of won values as text, the cycle
+    time in microseconds, as Figures.add reads them."""
+    return tuple(
+        str(value) if name == "won_value_sum" else value // timedelta(microseconds=1) if name == "cycle_sum" else value
+        for name, value in ((name, getattr(figures, name)) for name in ADDITIVE)
+    )
+
+
+class _KeptDealers:
+    """The kept figures of each organisation: (kind, region pk, partner manager pk, _packed figures)
+    by pk. Kept column by column: 10,000 tuples took 60–80 ms to read back (the garbage collector
+    passes over that many new containers), a few lists of plain values 6 ms."""
+
+    def __init__(self, index: dict[int, int], columns: list[list]):
+        self.index, self.columns = index, columns
+
+    def get(self, pk: int) -> tuple | None:
+        i = self.index.get(pk)
+        if i is None:
+            return None
+        kind, region, pm, *values = (column[i] for column in self.columns)
+        return kind, region, pm, tuple(values)
+
+    def keys(self):
+        return self.index.keys()
+
+
+def _kept_edges(
+    state, start: date, end: date, edges: list[tuple[date, date]], *, compute: bool = True
+) -> tuple[_KeptDealers, dict] | None:
+    """The figures of `edges`, the days from start to end outside its whole months, of every
+    organisation, as ({organisation pk: (kind, region pk, partner manager pk, figures)},
+    {(kind, region pk, partner manager pk): figures added up}), the figures _packed, counted once
+    per build and period and kept in the cache (BUILD_CACHE_SECONDS).
+
+    Counted live on every dashboard they cost one query per date, 15–35 ms each at a million
+    registrations. An organisation not changed since the build has the same figures all day (a
+    change of a counted field, of its region or partner manager, marks it: RollupChange), so the
+    figures kept serve every later request of the build; a dealer changed when they were kept or
+    since is left out of them by registration_figures (taken out of the sums under the key it was
+    kept with) and counted live there. The next build has another key."""
+    cache_key = f"{_kept_prefix(state)}:edges:{start.isoformat()}:{end.isoformat()}"
+    stored = cache.get(cache_key)
+    if stored is not None:
+        return _KeptDealers(*stored[0]), stored[1]
+    if not compute:
+        return None
+    everything = Registration.objects.all()
+    counted: dict[int, Figures] = {}
+    # for every organisation one query per edge and date: a plain range scan of the date's index
+    # (with an OR of the two edges PostgreSQL read the whole index in organisation order, ten times
+    # slower; an OR of the dates made it read every registration)
+    for a, b in edges:
+        outside = {basis: in_period(basis, a, b) for basis in BASES}
+        for basis in BASES:
+            names = [name for name in ADDITIVE if BASIS_OF[name] == basis]
+            for pk, values in _live(everything, "organisation_id", outside, names).items():
+                counted.setdefault(pk, Figures()).add(values)
+    index: dict[int, int] = {}
+    columns: list[list] = [[] for _ in range(3 + len(ADDITIVE))]
+    sums: dict = {}
+    for pk, kind, region, pm in Organisation.objects.values_list("pk", "kind", "region_id", "partner_manager_id"):
+        figures = counted.get(pk)
+        if figures is not None and not figures.is_empty:
+            index[pk] = len(index)
+            for column, value in zip(columns, (kind, region, pm, *_packed(figures)), strict=True):
+                column.append(value)
+            sums.setdefault((kind, region, pm), Figures()).add(vars(figures))
+    stored = ((index, columns), {group: _packed(figures) for group, figures in sums.items()})
+    cache.set(cache_key, stored, BUILD_CACHE_SECONDS)
+    return _KeptDealers(*stored[0]), stored[1]
+
+
 def registration_figures(organisations, start: date, end: date, key: str | None, fields=ADDITIVE) -> dict:
     """{group key: Figures} of the registrations of `organisations` from start to end (local
     dates), grouped by `key` ("organisation_id", "organisation__region_id" or None); only
@@ -434,7 +525,8 @@ def registration_figures(organisations, start: date, end: date, key: str | None,
         Registration.objects.all() if everyone else Registration.objects.filter(organisation__in=organisations)
     )
     filters = {basis: in_period(basis, start, end) for basis in BASES}
-    months = whole_months(start, end) if RollupState.objects.exists() else None
+    state = RollupState.objects.order_by().values_list("pk", "built_at").first()
+    months = whole_months(start, end) if state is not None else None
     result: dict = {}
 
     def add(found: dict) -> None:
@@ -478,37 +570,61 @@ def registration_figures(organisations, start: date, end: date, key: str | None,
         if not everyone:
             rows = rows.filter(organisation__in=organisations)
         add(_from_rollup(rows.exclude(organisation_id__in=changed), key, fields))
-    # the days outside the whole months, of the unchanged dealers
+    # the days outside the whole months, of the unchanged dealers: counted once per build and
+    # period for every organisation and kept (_kept_edges)
     edges = []
     if start < first:
         edges.append((start, first - timedelta(days=1)))
     if _month_end(last) < end:
         edges.append((_month_end(last) + timedelta(days=1), end))
-    unchanged = registrations.exclude(organisation_id__in=changed)
-    # one query per date (an OR of the three made PostgreSQL read every registration of every
-    # dealer in the scope), each edge a range of its own; for every organisation one query per edge
-    # and date as well: a plain range scan of the date's index (with an OR of the two edges
-    # PostgreSQL read the whole index in organisation order, ten times slower)
-    for part in [[edge] for edge in edges] if everyone else [edges] if edges else []:
-        outside = {}
-        for basis in BASES:
-            outside[basis] = Q()
-            for a, b in part:
+    # Computing them for every organisation takes some 150 ms at a million registrations: a few
+    # dealers' period not kept yet (a dealer's own dashboard, a period of its choice) is counted
+    # live for them alone instead.
+    kept = _kept_edges(state, start, end, edges, compute=everyone or regions is not None) if edges else None
+    if edges and kept is None:
+        unchanged = registrations.exclude(organisation_id__in=changed)
+        outside = {basis: Q() for basis in BASES}
+        for a, b in edges:
+            for basis in BASES:
                 outside[basis] |= in_period(basis, a, b)
-        for basis in BASES:
+        for basis in BASES:  # one query per date: an OR of the three read every registration
             counted = [name for name in fields if BASIS_OF[name] == basis]
             if counted:
                 add(_live(unchanged, key, outside, counted))
+    elif edges:
+        dealers, groups = kept
+        # where a kept (kind, region, partner manager) counts: key's column of it, or None
+        column = {None: None, "organisation__region_id": 1, "organisation__partner_manager_id": 2}.get(key)
+
+        where = [ADDITIVE.index(name) for name in fields]
+
+        def take(group_key, packed: tuple, sign: int = 1) -> None:
+            values = {name: packed[i] for name, i in zip(fields, where, strict=True)}
+            result.setdefault(group_key, Figures()).add(values, sign=sign)
+
+        if key != "organisation_id" and (everyone or regions is not None):
+            # everything, or whole regions: the kept sums, less what the dealers changed since had
+            # in them (under the region and partner manager they were kept with)
+            def inside(kind, region) -> bool:
+                return everyone or (kind == Organisation.Kind.RESELLER and region in regions)
+
+            for group, figures in groups.items():
+                if inside(group[0], group[1]):
+                    take(None if column is None else group[column], figures)
+            for pk in changed:
+                if (kept := dealers.get(pk)) and inside(kept[0], kept[1]):
+                    take(None if column is None else kept[column], kept[3], sign=-1)
+        else:  # some dealers: each unchanged one's own kept figures
+            scope = dealers.keys() if everyone else set(organisations.values_list("pk", flat=True)) & dealers.keys()
+            for pk in scope - set(changed):
+                kept = dealers.get(pk)
+                take(pk if key == "organisation_id" else None if column is None else kept[column], kept[3])
     # everything of the dealers changed since the build
     if changed:
         add(_live(registrations.filter(organisation_id__in=changed), key, filters, fields))
     # a group with nothing counted is left out either way (one whose every registration the
     # roll-up's rows had was taken out, the programme's aggregate over no rows)
     return {k: figures for k, figures in result.items() if not figures.is_empty}
-
-
-# How long a build's per-period counts are kept: past the next night's build they are never asked.
-BUILD_CACHE_SECONDS = 36 * 3600
 
 
 def submitted_by_dealer(start: date, end: date) -> dict[int, int]:
@@ -536,7 +652,7 @@ def submitted_by_dealer(start: date, end: date) -> dict[int, int]:
 
     if state is None:
         return counted(None)
-    key = f"rollup:{state[0]}:{state[1].timestamp()}:submitted:{start.isoformat()}:{end.isoformat()}"
+    key = f"{_kept_prefix(state)}:submitted:{start.isoformat()}:{end.isoformat()}"
     kept = cache.get(key)
     if kept is None:
         kept = counted(None)  # the unchanged dealers from the roll-up, the changed ones live
