@@ -236,6 +236,79 @@ def test_the_edges_kept_for_a_build_before_the_changes_stay_live(world):
         assert_same(scope, chosen)
 
 
+def test_the_review_hours_kept_for_a_build_give_the_medians(world):
+    """review_hours_medians (the region dashboard's SLA table) equals tiers.kpis.medians per
+    partner manager, on this database's arithmetic: kept before the changes and after, through
+    decisions, deletions and dealers moving region or partner manager; None where it cannot tell."""
+    from tiers.kpis import medians
+
+    made = history(world, 80, 13)
+    # an even number of decisions with a half cent between them: the rounding of the middle shows
+    for hours in ("1.25", "1.30", "2.15", "2.20"):
+        make_registration(
+            world.orphan,
+            world.other_admin,
+            S.APPROVED,
+            decided_at=datetime(2026, 6, 2, 10, tzinfo=AMS),
+            decided_in_time=True,
+            review_working_hours=Decimal(hours),
+        )
+    resellers = Organisation.objects.filter(kind=Organisation.Kind.RESELLER)
+    scopes = [resellers, resellers.filter(region=world.north), resellers.filter(region=world.south)]
+    chosen = periods(13, 6)
+
+    def check():
+        for scope in scopes:
+            for start, end in chosen:
+                decided = Registration.objects.filter(organisation__in=scope).filter(
+                    rollup.in_period(rollup.Basis.DECIDED, start, end)
+                )
+                expected = medians(decided, "organisation__partner_manager_id", "review_working_hours")
+                assert rollup.review_hours_medians(scope, start, end) == expected, (scope.query, start, end)
+
+    assert rollup.review_hours_medians(resellers, *chosen[0]) is None  # no build
+    rollup.rollup_build()
+    assert rollup.review_hours_medians(resellers.filter(pk=world.own.pk), *chosen[0]) is None  # not a region
+    check()  # and keeps them
+    decided = next(r for r in made if r.organisation == world.own and r.review_working_hours)
+    decided.review_working_hours += Decimal("7.01")
+    decided.save(update_fields=["review_working_hours", "decided_at"])
+    next(r for r in made if r.organisation == world.other and r.review_working_hours).delete()
+    world.orphan.region = world.south
+    world.orphan.save()
+    world.own.partner_manager = world.pm_b
+    world.own.save(update_fields=["partner_manager"])
+    assert {world.own.pk, world.other.pk, world.orphan.pk} <= set(
+        RollupChange.objects.values_list("organisation_id", flat=True)
+    )
+    check()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "hundredths", [[125, 130], [215, 220], [105, 110], [1, 2], [1005, 1010], [9999, 10000], [3, 4], [7], [1, 5, 9]]
+)
+def test_the_middle_of_sorted_hours_as_the_database_has_it(hundredths):
+    """Half a cent between the two middle values rounds differently in PostgreSQL's double precision
+    (1.275 → 1.27) and in Decimal (1.28): _median_of_sorted gives what this database gives."""
+    import statistics
+
+    from django.db import connection
+
+    from tiers.kpis import _q
+
+    values = [Decimal(v) / 100 for v in hundredths]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY v) FROM unnest(%s::numeric[]) v", [values]
+            )
+            expected = _q(cursor.fetchone()[0])
+    else:
+        expected = _q(statistics.median(values))
+    assert rollup._median_of_sorted(hundredths) == expected
+
+
 def test_moving_a_partner_managers_dealers_at_once_marks_them(world):
     from dealers.services import organisations_reassign_partner_manager
 

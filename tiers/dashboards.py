@@ -35,7 +35,7 @@ from prm.csvexport import csv_response
 from tiers.flags import flagged
 from tiers.kpis import Kpis, Period, applied_tiers, kpis, kpis_with_totals, medians
 from tiers.models import DealerStanding, Sale, Tier
-from tiers.rollup import Basis, in_period, registration_figures
+from tiers.rollup import Basis, in_period, registration_figures, review_hours_medians
 from tiers.selectors import next_tier_gap
 
 Status = Registration.Status
@@ -510,12 +510,15 @@ def region_dashboard(request):
 def _sla_by_partner_manager(organisations, period: Period) -> list[dict]:
     """The review SLA per partner manager (of the dealer, at the time of asking): decided, in
     time, the share and the median working hours; the worst first. The counts come with the
-    roll-up (tiers.rollup), the medians live; four queries."""
+    roll-up (tiers.rollup), the medians from what is kept for the build where the dealers are whole
+    regions (tiers.rollup.review_hours_medians), else live."""
     key = "organisation__partner_manager_id"
     decided = Registration.objects.filter(organisation__in=organisations).filter(
         in_period(Basis.DECIDED, period.start, period.end)
     )
-    hours = medians(decided, key, "review_working_hours")
+    hours = review_hours_medians(organisations, period.start, period.end)  # kept for the build: whole regions
+    if hours is None:
+        hours = medians(decided, key, "review_working_hours")
     # only the figures by decision date: the counts by submission and won date are not shown here
     counted = registration_figures(organisations, period.start, period.end, key, fields=("decided", "in_time"))
     figures = {k: f for k, f in counted.items() if f.decided}
