@@ -246,6 +246,67 @@ def test_page_shows_the_tables_and_past_close_apart(world, book):
     assert f"{reverse('deals:registration_list')}?product_line=" in html
 
 
+# The rows of the past-close table as the template wrote them before forecast_views wrote them.
+PAST_ROWS_TEMPLATE = """{% for item in past %}{% with r=item.registration %}
+      <tr>
+        <td class="ref"><a href="{% url 'deals:registration_detail' r.pk %}">{{ r.reference }}</a></td>
+        <td>{{ r.customer.name }} <span class="muted">{{ r.customer.city }}</span></td>
+        <td>{{ r.organisation.name }}</td>
+        <td>{{ r.get_decision_stage_display|default:"—" }}</td>
+        <td>{{ r.expected_close_date|date:"j M Y" }} <span class="muted">({{ r.expected_close_date|timesince:forecast.today }} ago)</span></td>
+        <td class="hide-small">{{ r.protected_until|date:"j M Y" }}</td>
+        <td class="num">{{ item.quantity }}</td>
+        <td class="num">€{{ item.value|floatformat:"0g" }}</td>
+        <td class="num">{{ item.weight|floatformat:"-2" }}%</td>
+        <td class="num">€{{ item.weighted_value|floatformat:"0g" }}</td>
+      </tr>
+    {% endwith %}{% endfor %}"""  # noqa: E501
+
+
+def test_past_close_rows_are_written_as_the_template_wrote_them(world, catalogue):
+    from django.template import Context, Template
+
+    from deals import forecast_views
+    from tests.deal_factories import CustomerFactory
+
+    c = catalogue
+    with on(DAY):
+        programme = ProgrammeSettings.load()
+        programme.forecast_weight_mid = Decimal("37.50")
+        programme.save()
+        odd = factories.OrganisationFactory(name='Smit & <Zonen> "Klimaat"', region=world.north)
+        customers = [
+            CustomerFactory(organisation=odd, name="O'Brien & Co <b>", city="'s-Hertogenbosch"),
+            CustomerFactory(organisation=odd, name="Müller GmbH", city=""),
+        ]
+        cases = [  # days overdue, stage, lines, protected until
+            (1, "mid", [(c["pump"], 3, "1234.56")], date(2027, 1, 1)),
+            (1, "", [(c["pump"], 1, "0.40"), (c["boiler"], 2, "1000000.50")], date(2026, 12, 24)),
+            (9, "late", [], date(2027, 3, 3)),
+            (40, "early", [(c["big_pump"], 7, "99999.99")], DAY),
+            (400, "mid", [(c["boiler"], 1, "12.50"), (c["boiler"], 1, "12.50")], date(2028, 2, 29)),
+        ]
+        for i, (days, stage, lines, until) in enumerate(cases):
+            protected(
+                odd if i % 2 else world.own,
+                world.own_user,
+                DAY - timedelta(days=days),
+                stage,
+                lines,
+                protected_until=until,
+                customer=customers[i % 2],
+            )
+        page = client_for(world.channel_admin).get(PAGE)
+    past = page.context["past"]
+    assert len(past) == len(cases)
+    expected = Template(PAST_ROWS_TEMPLATE).render(Context({"past": past, "forecast": page.context["forecast"]}))
+    written = forecast_views._past_rows_html(past, DAY, forecast_views.Numbers())
+    assert written == expected
+    assert f"<tbody>\n    {written}\n    </tbody>" in page.content.decode()
+    assert "<td>Smit &amp; &lt;Zonen&gt; &quot;Klimaat&quot;</td>" in written
+    assert "<td>—</td>" in written and '<td class="num">37.50%</td>' in written
+
+
 def test_the_list_behind_a_figure(world, book, catalogue):
     pumps = catalogue["pump"].line
     with on(DAY):

@@ -21,6 +21,7 @@ from django.test.utils import CaptureQueriesContext
 from dealers.models import Organisation
 from deals import forecast as selectors
 from deals import forecast_views
+from deals.filters import ForecastFilter
 from deals.models import ProgrammeSettings, Registration, RegistrationLine
 from tests import factories
 from tests.conftest import client_for
@@ -225,6 +226,100 @@ def test_the_dealer_filter_lists_every_dealer(world, catalogue):
     assert f'<option value="{chosen.pk}" selected>{chosen.name}</option>' in select
     options = re.findall(r'<option value="(\d+)"(?: selected)?>([^<]*)</option>', select)
     assert options == [(str(pk), name) for pk, name in Organisation.objects.values_list("pk", "name")]  # by name
+    assert "dealer_search" not in html  # nothing to find: every dealer is there to choose
+
+
+@pytest.fixture
+def searching(monkeypatch):
+    """Fewer dealers listed than the channel admin sees (11): the picker finds them by name."""
+    monkeypatch.setattr(ForecastFilter, "DEALERS_LISTED", 5)
+    monkeypatch.setattr(ForecastFilter, "MATCHES_LISTED", 3)
+
+
+def picker(html: str) -> list[tuple[str, bool, str]]:
+    """The dealer picker's options: value, selected, label."""
+    start = html.index('<select name="organisation"')
+    select = html[start : html.index("</select>", start)]
+    return [
+        (v, bool(s), label) for v, s, label in re.findall(r'<option value="(\d*)"( selected)?>([^<]*)</option>', select)
+    ]
+
+
+def test_a_viewer_with_many_dealers_finds_them_by_name(world, catalogue, searching):
+    with on(DAY):
+        made = grow(world, catalogue, dealers=8)
+        client = client_for(world.channel_admin)
+        everything = selectors.forecast(Registration.objects.all())
+        # nothing searched: a labelled search, and a picker of no dealer but the choice of all
+        html = client.get(PAGE).content.decode()
+        assert '<label for="id_dealer_search">Find a dealer:</label> <input type="search" name="dealer_search"' in html
+        assert '<label for="id_organisation">Dealer:</label>' in html
+        assert picker(html) == [("", True, "All dealers")]
+        assert "Find a dealer by name to choose one." in html
+        # two dealers match (anywhere in the name, in any case): listed to choose from, and the forecast is
+        # still every dealer's
+        page = client.get(PAGE, {"dealer_search": " BETA "})
+        html = page.content.decode()
+        beta = [(str(o.pk), False, o.name) for o in made if o.name.startswith("Beta")]
+        assert sorted(picker(html)[1:]) == sorted(beta) and picker(html)[0] == ("", True, "All dealers")
+        assert "2 dealers' names contain “BETA”: choose one and press Filter." in html
+        assert 'name="dealer_search" value=" BETA "' in html
+        assert page.context["forecast"].totals == everything.totals
+        # more than MATCHES_LISTED: the first of them, by name, and how to narrow them
+        html = client.get(PAGE, {"dealer_search": "dealer 0"}).content.decode()
+        first = Organisation.objects.filter(name__icontains="dealer 0").values_list("pk", "name")[:3]
+        assert picker(html)[1:] == [(str(pk), False, name) for pk, name in first]
+        assert "More than 3 dealers' names contain “dealer 0”: the first 3 are listed." in html
+        # one match: that dealer is chosen, and the search is done
+        chosen = made[2]
+        page = client.get(PAGE, {"dealer_search": "gamma dealer 02", "sort": "-weighted"})
+        html = page.content.decode()
+        alone = selectors.forecast(Registration.objects.filter(organisation=chosen))
+        assert page.context["forecast"].totals == alone.totals and alone.totals.total.registrations
+        assert picker(html) == [("", False, "All dealers"), (str(chosen.pk), True, chosen.name)]
+        assert 'name="dealer_search" aria-describedby' in html  # no value: empty
+        assert f"?organisation={chosen.pk}&amp;sort=name" in html  # the sorts keep the dealer, not the search
+        assert f'{CSV}?organisation={chosen.pk}"' in html
+        # the link of another page: the dealer chosen by its pk
+        page = client.get(PAGE, {"organisation": chosen.pk})
+        assert page.context["forecast"].totals == alone.totals
+        assert picker(page.content.decode()) == [("", False, "All dealers"), (str(chosen.pk), True, chosen.name)]
+        # nothing matches
+        page = client.get(PAGE, {"dealer_search": "zzz"})
+        assert "No dealer&#x27;s name contains “zzz”." in page.content.decode()
+        assert page.context["forecast"].totals == everything.totals
+
+
+def test_the_search_finds_only_the_viewers_dealers(world, catalogue, searching):
+    with on(DAY):
+        grow(world, catalogue, dealers=8)  # pm_a's, as is the own dealer: 9, more than listed
+        client = client_for(world.pm_a)
+        page = client.get(PAGE, {"dealer_search": "Other Dealer"})
+        assert "No dealer&#x27;s name contains “Other Dealer”." in page.content.decode()
+        assert "Other Dealer" not in "".join(label for _, _, label in picker(page.content.decode()))
+        page = client.get(PAGE, {"dealer_search": "Own Dealer"})
+        assert picker(page.content.decode())[1:] == [(str(world.own.pk), True, "Own Dealer B.V.")]
+        assert page.context["filter"].form.cleaned_data["organisation"] == world.own
+        page = client.get(PAGE, {"organisation": world.other.pk})
+        assert "Other Dealer" not in page.content.decode()
+
+
+def test_the_search_takes_the_same_queries_for_any_number_of_dealers(world, catalogue, searching):
+    with on(DAY):
+        client = client_for(world.channel_admin)
+        grow(world, catalogue, dealers=6, suffix="GmbH")
+        client.get(PAGE)
+        counts = []
+        for size in ("small", "large"):
+            if size == "large":
+                grow(world, catalogue, dealers=DEALERS)
+            for params in ({}, {"dealer_search": "beta"}, {"dealer_search": "gamma dealer 02 gmbh"}):
+                with CaptureQueriesContext(connection) as captured:
+                    assert client.get(PAGE, params).status_code == 200
+                counts.append((size, tuple(params.values()), len(captured)))
+    small = [n for size, _, n in counts if size == "small"]
+    large = [n for size, _, n in counts if size == "large"]
+    assert small == large, counts
 
 
 def test_the_csv_has_every_dealer(world, catalogue):
