@@ -413,6 +413,9 @@ def test_the_programme_wide_counts_kept_for_a_build_stay_live(world, django_asse
     trailing_year = expected(date(2025, 11, 24), TODAY)
     with django_assert_max_num_queries(2):  # the build and the changed dealers: the counts were kept
         assert rollup.submitted_by_dealer(date(2025, 11, 24), TODAY) == trailing_year
+    prefix = rollup._kept_prefix(RollupState.objects.values_list("pk", "built_at").get())
+    for kept in ("edges", "hours"):  # and the rest kept per period
+        assert rollup.cache.get(f"{prefix}:{kept}:2025-11-24:{TODAY}") is not None, kept
     check()
 
 

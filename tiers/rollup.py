@@ -768,12 +768,14 @@ def _median_of_sorted(values) -> Decimal:
 
 
 def rollup_warm(today: date | None = None) -> None:
-    """After a build (the nightly job): keep the programme-wide counts of the dashboards' default
-    period, the trailing 12 months, so that the morning's first team page does not pay for them."""
+    """After a build (the nightly job): keep what is kept per period (the programme-wide counts, the
+    days outside whole months, the review hours) for the dashboards' default period, the trailing
+    12 months, so that the morning's first dashboards do not pay for it."""
     from tiers.kpis import Period  # tiers.kpis reads this module
 
     period = Period.trailing_year(today)
-    submitted_by_dealer(period.start, period.end)
+    submitted_by_dealer(period.start, period.end)  # and the days outside its whole months
+    review_hours_medians(Organisation.objects.filter(kind=Organisation.Kind.RESELLER), period.start, period.end)
 
 
 SALE_KEYS = {"reseller__region_id": "region_id", "reseller__partner_manager_id": "partner_manager_id", None: None}
