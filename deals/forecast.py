@@ -375,8 +375,6 @@ def _statement(registrations, today, months, product_line, weights, *, dimension
     if product_line is not None:
         line_filter = f"WHERE {line} = %s"
         params.append(getattr(product_line, "pk", product_line))
-    # A line is the first of its registration, of its registration and product line, of its
-    # registration and product when the line before it (in that order) is not of the same.
     if not dimensions:
         # the totals alone: per registration, then per bucket and stage (no order of the lines to
         # mark the first of each, which is most of the statement's time)
@@ -388,6 +386,8 @@ def _statement(registrations, today, months, product_line, weights, *, dimension
             "FROM f GROUP BY f.bucket, f.stage"
         )
         return sql, params
+    # A line is the first of its registration, of its registration and product line, of its
+    # registration and product when the line before it (in that order) is not of the same.
     new_registration = "f.prev_rid IS NULL OR f.prev_rid <> f.rid"
     new_line = f"{new_registration} OR f.prev_line <> f.pline"
     new_product = f"{new_line} OR f.prev_product <> f.product"

@@ -22,8 +22,13 @@ or expired by the nightly job (which writes its own change rows). Whoever change
 
 Without any build yet (a new portal; the test suite) everything is counted live.
 
-The medians (review working hours) cannot be added up from months; they stay live, over the
+The medians (review working hours) cannot be added up from months. For whole regions (a regional
+director's, a channel admin's dashboard) the hours of the period's decisions are kept per build
+and period like the days outside (review_hours_medians); elsewhere they stay live, over the
 decision timestamps of the period (indexed).
+
+What is kept for a build lives in Django's cache (Redis in production, files under `make run`):
+losing it costs the next request the counting, never a wrong figure.
 """
 
 from __future__ import annotations
