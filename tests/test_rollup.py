@@ -200,7 +200,8 @@ def test_a_dealer_that_moves_region_or_partner_manager_counts_where_it_is_now(wo
 
 
 def test_the_edges_kept_for_a_build_before_the_changes_stay_live(world):
-    """The days outside whole months are counted once per build and period and kept (the cache):
+    """The days outside whole months (registrations and sales) are counted once per build and
+    period and kept (the cache):
     kept before the changes, the figures after every kind of change are still the live ones, for
     every scope and key (whole regions take a changed dealer out of the kept sums under the region
     and partner manager it was kept with)."""
@@ -227,6 +228,8 @@ def test_the_edges_kept_for_a_build_before_the_changes_stay_live(world):
     world.own.save()
     world.orphan.partner_manager = world.pm_b
     world.orphan.save(update_fields=["partner_manager"])
+    sale(world.other, "999.99", date(2025, 11, 30))  # an import after the counts were kept
+    Sale.objects.filter(reseller=world.orphan).order_by("sold_on").last().delete()
     assert set(RollupChange.objects.values_list("organisation_id", flat=True)) == {
         world.own.pk,
         world.other.pk,
@@ -414,8 +417,10 @@ def test_the_programme_wide_counts_kept_for_a_build_stay_live(world, django_asse
     with django_assert_max_num_queries(2):  # the build and the changed dealers: the counts were kept
         assert rollup.submitted_by_dealer(date(2025, 11, 24), TODAY) == trailing_year
     prefix = rollup._kept_prefix(RollupState.objects.values_list("pk", "built_at").get())
-    for kept in ("edges", "hours"):  # and the rest kept per period
+    for kept in ("edges", "hours", "sales"):  # and the rest kept per period
         assert rollup.cache.get(f"{prefix}:{kept}:2025-11-24:{TODAY}") is not None, kept
+    for kept in ("edges", "sales"):  # and for the year before
+        assert rollup.cache.get(f"{prefix}:{kept}:2024-11-24:2025-11-23") is not None, kept
     check()
 
 

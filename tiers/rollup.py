@@ -774,13 +774,20 @@ def _median_of_sorted(values) -> Decimal:
 
 def rollup_warm(today: date | None = None) -> None:
     """After a build (the nightly job): keep what is kept per period (the programme-wide counts, the
-    days outside whole months, the review hours) for the dashboards' default period, the trailing
-    12 months, so that the morning's first dashboards do not pay for it."""
+    days outside whole months, the review hours, the sales) for the dashboards' default period, the
+    trailing 12 months, and the year before it, so that the morning's first dashboards do not pay
+    for it."""
     from tiers.kpis import Period  # tiers.kpis reads this module
 
     period = Period.trailing_year(today)
+    resellers = Organisation.objects.filter(kind=Organisation.Kind.RESELLER)
     submitted_by_dealer(period.start, period.end)  # and the days outside its whole months
-    review_hours_medians(Organisation.objects.filter(kind=Organisation.Kind.RESELLER), period.start, period.end)
+    review_hours_medians(resellers, period.start, period.end)
+    sales_figures(resellers, period.start, period.end, None)
+    # the year before, which the dashboards compare with
+    before = period.previous_year()
+    registration_figures(None, before.start, before.end, None)
+    sales_figures(resellers, before.start, before.end, None)
 
 
 SALE_KEYS = {"reseller__region_id": "region_id", "reseller__partner_manager_id": "partner_manager_id", None: None}
@@ -812,7 +819,8 @@ def sales_figures(organisations, start: date, end: date, key: str | None, *, by_
     live (a dealer changes when a sale of it is saved or deleted, e.g. by an import)."""
     sales = Sale.objects.filter(reseller__in=organisations)
     period = Q(sold_on__gte=start, sold_on__lte=end)
-    months = whole_months(start, end) if RollupState.objects.exists() else None
+    state = RollupState.objects.order_by().values_list("pk", "built_at").first()
+    months = whole_months(start, end) if state is not None else None
     result: dict = {}  # key: [amount, sales lines]
 
     def add(found: dict, sign: int = 1) -> None:
@@ -865,8 +873,83 @@ def sales_figures(organisations, start: date, end: date, key: str | None, *, by_
         outside |= Q(sold_on__gte=start, sold_on__lt=first)
     if _month_end(last) < end:
         outside |= Q(sold_on__gt=_month_end(last), sold_on__lte=end)
-    if outside:
+    # the days outside, of the unchanged dealers: kept per build and period as the registrations'
+    # (_kept_edges); a few dealers' period not kept yet is counted live for them alone
+    kept = _kept_sale_edges(state, start, end, outside, compute=regions is not None) if outside else None
+    if outside and kept is None:
         add(_sum_sales(sales.exclude(reseller_id__in=changed).filter(outside), key, by_line, live=True))
+    elif outside:
+        dealers, (lines_of, amounts, counts), groups = kept
+        index, dealer_columns = dealers
+        column = {None: None, "reseller__region_id": 1, "reseller__partner_manager_id": 2}.get(key)
+
+        def put(group_key, line: str, amount, lines: int, sign: int = 1) -> None:
+            add({(group_key, line) if by_line else group_key: (amount, lines)}, sign)
+
+        def dealer(pk) -> tuple:  # kind, region, partner manager, its first row, the row after its last
+            return tuple(values[index[pk]] for values in dealer_columns)
+
+        def rows_of(found: tuple):
+            first_row, stop = found[3], found[4]
+            return zip(lines_of[first_row:stop], amounts[first_row:stop], counts[first_row:stop], strict=True)
+
+        if regions is not None:
+
+            def inside(kind, region) -> bool:
+                return kind == Organisation.Kind.RESELLER and region in regions
+
+            for (kind, region, pm, line), (amount, lines) in groups.items():
+                if inside(kind, region):
+                    put(None if column is None else (kind, region, pm)[column], line, amount, lines)
+            for pk in changed:
+                if pk in index and inside(*dealer(pk)[:2]):
+                    found = dealer(pk)
+                    for line, amount, lines in rows_of(found):
+                        put(None if column is None else found[column], line, amount, lines, sign=-1)
+        else:
+            scope = set(organisations.values_list("pk", flat=True)) & index.keys()
+            for pk in scope - set(changed):
+                found = dealer(pk)
+                group_key = pk if key == "reseller_id" else None if column is None else found[column]
+                for line, amount, lines in rows_of(found):
+                    put(group_key, line, amount, lines)
     if changed:
         add(_sum_sales(sales.filter(period, reseller_id__in=changed), key, by_line, live=True))
     return answer()
+
+
+def _kept_sale_edges(state, start: date, end: date, outside: Q, *, compute: bool) -> tuple | None:
+    """The sales of the days from start to end outside its whole months (`outside`), of every
+    organisation, per product line, kept per build and period as _kept_edges keeps the
+    registrations': (({pk: position}, the dealers' kind, region pk, partner manager pk, first row
+    and the row after their last, column by column), the rows column by column (product line
+    name, amount as text, sales lines), {(kind, region pk, partner manager pk, product line name):
+    (amount as text, sales lines)}). None when not kept and not to be computed."""
+    cache_key = f"{_kept_prefix(state)}:sales:{start.isoformat()}:{end.isoformat()}"
+    stored = cache.get(cache_key)
+    if stored is not None or not compute:
+        return stored
+    found: dict[int, list] = {}
+    for (pk, line), (amount, lines) in _sum_sales(Sale.objects.filter(outside), "reseller_id", True, live=True).items():
+        found.setdefault(pk, []).append((line, Decimal(amount or 0), lines))
+    # column by column (as _KeptDealers: 10,000 tuples are slow to read back)
+    index: dict = {}
+    dealer_columns: tuple[list, ...] = ([], [], [], [], [])  # kind, region, partner manager, first row, stop
+    columns: tuple[list, list, list] = ([], [], [])  # product line name, amount as text, sales lines
+    sums: dict = {}
+    for pk, kind, region, pm in Organisation.objects.values_list("pk", "kind", "region_id", "partner_manager_id"):
+        first_row = len(columns[0])
+        for line, amount, lines in found.get(pk, ()):
+            for column, value in zip(columns, (line, str(amount), lines), strict=True):
+                column.append(value)
+            total = sums.setdefault((kind, region, pm, line), [Decimal(0), 0])
+            total[0] += amount
+            total[1] += lines
+        if len(columns[0]) > first_row:
+            index[pk] = len(index)
+            for column, value in zip(dealer_columns, (kind, region, pm, first_row, len(columns[0])), strict=True):
+                column.append(value)
+    groups = {group: (str(amount), lines) for group, (amount, lines) in sums.items()}
+    stored = ((index, dealer_columns), columns, groups)
+    cache.set(cache_key, stored, BUILD_CACHE_SECONDS)
+    return stored
