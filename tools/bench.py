@@ -439,7 +439,7 @@ def dashboards_rollup() -> str:
     if not RollupState.objects.exists() or RollupChange.objects.exists():
         say("building the dashboards' roll-up, as the nightly job does…")
         rollup_build()
-        rollup_warm()
+    rollup_warm()  # what the nightly job keeps for the day (at once when it is kept already)
     state = RollupState.objects.get()
     return f"the nightly roll-up: {state.rows:,} dealer-month rows, built in {state.seconds} s"
 
