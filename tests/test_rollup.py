@@ -127,7 +127,7 @@ def test_the_rollup_gives_the_live_figures_for_any_period(world, seed):
     assert_same(Organisation.objects.filter(pk=world.own.pk), periods(seed + 10, 10))
 
 
-def test_the_figures_count_the_rollup_rows_and_only_the_rest_live(world, django_assert_num_queries):
+def test_the_figures_count_the_rollup_rows_and_only_the_rest_live(world, django_assert_num_queries, monkeypatch):
     """Not a test of speed: that whole months of an unchanged dealer are read from the roll-up, so a
     registration altered behind the roll-up's back (no save) shows up only in a partial month."""
     made = make_registration(
@@ -140,9 +140,9 @@ def test_the_figures_count_the_rollup_rows_and_only_the_rest_live(world, django_
     partial = rollup.registration_figures(Organisation.objects.all(), date(2026, 3, 2), date(2026, 3, 31), None)
     assert partial[None].submitted == 1  # live: the day is outside a whole month
     everything = Organisation.objects.all()
-    # some dealers (here all, named), a period nothing is kept for: the state, the changes (none),
-    # the roll-up rows, the days outside the whole months of these dealers (3 dates)
-    with django_assert_num_queries(6):
+    # a few dealers (here all, named): the state, the changes (none), the dealers asked for, the
+    # roll-up rows, the days outside the whole months of these dealers (3 dates)
+    with django_assert_num_queries(7):
         rollup.registration_figures(everything, date(2025, 11, 24), TODAY, "organisation_id")
     # every organisation: the days outside of all of them, each edge of each date apart (2 × 3),
     # and the organisations, kept for the build and period (_kept_edges)
@@ -150,7 +150,10 @@ def test_the_figures_count_the_rollup_rows_and_only_the_rest_live(world, django_
         rollup.registration_figures(None, date(2025, 11, 24), TODAY, "organisation_id")
     with django_assert_num_queries(3):  # then the kept figures
         rollup.registration_figures(None, date(2025, 11, 24), TODAY, "organisation_id")
-    with django_assert_num_queries(4):  # and for some dealers too: the dealers asked for
+    with django_assert_num_queries(7):  # a few dealers still count theirs live: cheaper
+        rollup.registration_figures(everything, date(2025, 11, 24), TODAY, "organisation_id")
+    monkeypatch.setattr(rollup, "KEPT_MIN_DEALERS", 0)
+    with django_assert_num_queries(4):  # more dealers: the dealers asked for, and the kept figures
         rollup.registration_figures(everything, date(2025, 11, 24), TODAY, "organisation_id")
     make_registration(world.other, world.other_admin, S.SUBMITTED)
     with django_assert_num_queries(5):  # and everything of the changed dealer
@@ -199,12 +202,14 @@ def test_a_dealer_that_moves_region_or_partner_manager_counts_where_it_is_now(wo
     assert_same(Organisation.objects.filter(region=world.north), chosen)
 
 
-def test_the_edges_kept_for_a_build_before_the_changes_stay_live(world):
+@pytest.mark.parametrize("few", [0, rollup.KEPT_MIN_DEALERS], ids=["some-dealers-kept", "few-dealers-live"])
+def test_the_edges_kept_for_a_build_before_the_changes_stay_live(world, monkeypatch, few):
     """The days outside whole months (registrations and sales) are counted once per build and
     period and kept (the cache):
     kept before the changes, the figures after every kind of change are still the live ones, for
     every scope and key (whole regions take a changed dealer out of the kept sums under the region
     and partner manager it was kept with)."""
+    monkeypatch.setattr(rollup, "KEPT_MIN_DEALERS", few)  # 0: every scope of named dealers reads what is kept
     made = history(world, 60, 12)
     rollup.rollup_build()
     chosen = periods(12, 8)
