@@ -311,3 +311,19 @@ def test_the_team_page_lists_the_most_flagged_dealers_and_all_on_request(world, 
     card = response.content.decode().split('id="flagged"')[1].split("</section>")[0]
     assert card.count("Open an improvement plan") + card.count("On an improvement plan") == count
     assert "Show the first 1</a>" in card and "flagged=all" not in card.split("Show the first")[1]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, Decimal("0"), Decimal("1234567.49"), Decimal("1234567.5"), Decimal("-3.25"), Decimal("12.04"), 7, 0],
+)
+@pytest.mark.parametrize("unit", ["€", "%", ""])
+def test_the_kpi_filter_writes_what_the_value_template_wrote(value, unit):
+    """{{ value|kpi:unit }} (the team table's figures) against dashboards/_value.html (less the
+    file's last newline, which the include wrote into every cell)."""
+    from django.template import Context, Template
+    from django.template.loader import render_to_string
+
+    expected = render_to_string("dashboards/_value.html", {"value": value, "unit": unit})
+    written = Template("{% load kpi %}{{ value|kpi:unit }}").render(Context({"value": value, "unit": unit}))
+    assert written == expected.removesuffix("\n")

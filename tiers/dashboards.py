@@ -405,6 +405,9 @@ def team_dashboard(request):
         "totals": totals,
         "period_query": period.query(),
         "filter_query": _filter_query(request),
+        # the lists behind each row's figures (reversed once, not in each of the rows)
+        "sales_url": reverse("tiers:figures_sales"),
+        "registrations_url": reverse("tiers:figures_registrations"),
     }
     return render(request, "dashboards/team.html", context)
 
