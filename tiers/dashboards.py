@@ -478,7 +478,7 @@ def region_dashboard(request):
     in_grace = Counter(tier.pk for pk, tier in applied.items() if pk in grace)
     by_tier = [(t, dealers_in[t.pk], in_grace[t.pk]) for t in tiers]
     # the region table and its totals show no median review time (the partner managers' table does)
-    regions, totals = kpis_with_totals(visible, period, "region", today, with_medians=False)
+    regions, totals = kpis_with_totals(visible, period, "region", today, with_medians=False, applied=applied)
     if request.GET.get("format") == "sla-csv":
         return csv_response(
             f"review-sla-{period.start}-{period.end}.csv",

@@ -188,16 +188,33 @@ def kpis(
 
 
 def kpis_with_totals(
-    organisations, period: Period, level: str = "dealer", today: date | None = None, *, with_medians: bool = True
+    organisations,
+    period: Period,
+    level: str = "dealer",
+    today: date | None = None,
+    *,
+    with_medians: bool = True,
+    applied: dict | None = None,
 ) -> tuple[dict, Kpis]:
     """kpis() at `level` and, with them, the totals of all the organisations: the same Kpis as
     kpis(organisations, period, "programme", ...)[None], added up from the groups' own sums (the
     median review time and the people logging in, which do not add up, asked apart), so a page
-    with a table and its totals does not count everything twice."""
-    return _kpis(organisations, period, level, today, with_medians=with_medians, totals=True)
+    with a table and its totals does not count everything twice. applied: applied_tiers() of the
+    same organisations on `today`, when the page has read them already (10,000 for a channel
+    admin)."""
+    return _kpis(organisations, period, level, today, with_medians=with_medians, totals=True, applied=applied)
 
 
-def _kpis(organisations, period: Period, level: str, today: date | None, *, with_medians: bool, totals: bool):
+def _kpis(
+    organisations,
+    period: Period,
+    level: str,
+    today: date | None,
+    *,
+    with_medians: bool,
+    totals: bool,
+    applied: dict | None = None,
+):
     if level not in LEVELS:
         raise ValueError(level)
     today = today or timezone.localdate()
@@ -292,14 +309,16 @@ def _kpis(organisations, period: Period, level: str, today: date | None, *, with
         .order_by()
         .annotate(n=Count("certification", distinct=True))
     }
-    asked = _certifications_asked(organisations, programme, today)
+    asked = _certifications_asked(organisations, programme, today, applied)
     for pk, region_id in organisations.values_list("pk", "region_id"):
         k = pk if level == "dealer" else region_id if level == "region" else None
         if r := row(k):
-            r.certifications_held += min(held.get(pk, 0), asked[pk])
-            r.certifications_asked += asked[pk]
-            total.certifications_held += min(held.get(pk, 0), asked[pk])
-            total.certifications_asked += asked[pk]
+            # (a dealer added since the tiers were read asks the programme's target)
+            asks = asked.get(pk, programme.certifications_target)
+            r.certifications_held += min(held.get(pk, 0), asks)
+            r.certifications_asked += asks
+            total.certifications_held += min(held.get(pk, 0), asks)
+            total.certifications_asked += asks
 
     # portal log-ins and customer satisfaction (a mean of the scores: their sum over their number)
     for k, (count, people) in _logins(organisations, period, org_key).items():
@@ -345,14 +364,15 @@ def applied_tiers_with_status(organisations, today: date) -> list[tuple[int, str
     return result
 
 
-def _certifications_asked(organisations, programme: TierProgramme, today: date) -> dict[int, int]:
+def _certifications_asked(
+    organisations, programme: TierProgramme, today: date, applied: dict | None = None
+) -> dict[int, int]:
     """What each dealer's tier asks: the tier's minimum number of certifications, else the
-    programme's target."""
-    tiers = applied_tiers(organisations, today)
-    return {
-        pk: (tiers[pk].min_certifications if pk in tiers else None) or programme.certifications_target
-        for pk in organisations.values_list("pk", flat=True)
-    }
+    programme's target (also without any tier)."""
+    tiers = applied if applied is not None else applied_tiers(organisations, today)
+    if tiers:  # every organisation has one
+        return {pk: tier.min_certifications or programme.certifications_target for pk, tier in tiers.items()}
+    return {pk: programme.certifications_target for pk in organisations.values_list("pk", flat=True)}
 
 
 def _logins(organisations, period: Period, key: str | None) -> dict:
