@@ -460,6 +460,26 @@ KEPT_MIN_DEALERS = 100
 BUILD_CACHE_SECONDS = 36 * 3600
 
 
+def _build_state() -> tuple | None:
+    """(pk, built_at) of the roll-up's build; None before the first."""
+    return RollupState.objects.order_by().values_list("pk", "built_at").first()
+
+
+def _changed_dealers() -> list[int]:
+    """The organisations changed since the build (RollupChange), in pk order."""
+    return sorted(RollupChange.objects.values_list("organisation_id", flat=True).distinct())
+
+
+def _organisations_keyed():
+    """(pk, kind, region pk, partner manager pk) of every organisation: what is kept is grouped by them."""
+    return Organisation.objects.values_list("pk", "kind", "region_id", "partner_manager_id")
+
+
+def _of_regions(kind, region, regions: list) -> bool:
+    """Whether an organisation kept as (kind, region) is one of the dealers of `regions` (_whole_regions)."""
+    return kind == Organisation.Kind.RESELLER and region in regions
+
+
 KEPT_FORMAT = 1  # one more when what is kept changes shape: the entries of the old code are not read
 
 
@@ -531,7 +551,7 @@ def _kept_edges(
     index: dict[int, int] = {}
     columns: list[list] = [[] for _ in range(3 + len(ADDITIVE))]
     sums: dict = {}
-    for pk, kind, region, pm in Organisation.objects.values_list("pk", "kind", "region_id", "partner_manager_id"):
+    for pk, kind, region, pm in _organisations_keyed():
         figures = counted.get(pk)
         if figures is not None and not figures.is_empty:
             index[pk] = len(index)
@@ -559,7 +579,7 @@ def registration_figures(organisations, start: date, end: date, key: str | None,
         Registration.objects.all() if everyone else Registration.objects.filter(organisation__in=organisations)
     )
     filters = {basis: in_period(basis, start, end) for basis in BASES}
-    state = RollupState.objects.order_by().values_list("pk", "built_at").first()
+    state = _build_state()
     months = whole_months(start, end) if state is not None else None
     result: dict = {}
 
@@ -575,7 +595,7 @@ def registration_figures(organisations, start: date, end: date, key: str | None,
         return {k: figures for k, figures in result.items() if not figures.is_empty}
     first, last = months
     # read once: few (the dealers active since last night), and none skips a query below
-    changed = sorted(RollupChange.objects.values_list("organisation_id", flat=True).distinct())
+    changed = _changed_dealers()
     regions = _whole_regions(organisations) if key in REGION_KEYS and not everyone else None
     if regions is not None:
         # whole regions: their per-region rows, less what the changed dealers had in them
@@ -643,7 +663,7 @@ def registration_figures(organisations, start: date, end: date, key: str | None,
             # everything, or whole regions: the kept sums, less what the dealers changed since had
             # in them (under the region and partner manager they were kept with)
             def inside(kind, region) -> bool:
-                return everyone or (kind == Organisation.Kind.RESELLER and region in regions)
+                return everyone or _of_regions(kind, region, regions)
 
             for group, figures in groups.items():
                 if inside(group[0], group[1]):
@@ -677,7 +697,7 @@ def submitted_by_dealer(start: date, end: date) -> dict[int, int]:
     was changed when the counts were kept stays changed until the next build (only a build deletes
     change rows), so its kept count is never used; the next build has another key. Without a
     build, everything is live."""
-    state = RollupState.objects.order_by().values_list("pk", "built_at").first()
+    state = _build_state()
 
     def counted(organisations) -> dict[int, int]:
         return {
@@ -695,7 +715,7 @@ def submitted_by_dealer(start: date, end: date) -> dict[int, int]:
         kept = counted(None)  # the unchanged dealers from the roll-up, the changed ones live
         cache.set(key, kept, BUILD_CACHE_SECONDS)
         return kept
-    changed = set(RollupChange.objects.values_list("organisation_id", flat=True).distinct())
+    changed = set(_changed_dealers())
     if not changed:
         return kept
     filters = {basis: in_period(basis, start, end) for basis in BASES}
@@ -717,7 +737,7 @@ def review_hours_medians(organisations, start: date, end: date) -> dict | None:
     groups of its regions, takes out the hours kept for the dealers changed since, and adds theirs
     live. A median is then the middle of a sorted list, worked out as the database would
     (PostgreSQL's percentile_cont in double precision, elsewhere Decimal)."""
-    state = RollupState.objects.order_by().values_list("pk", "built_at").first()
+    state = _build_state()
     regions = _whole_regions(organisations) if state is not None else None
     if regions is None:
         return None
@@ -729,17 +749,14 @@ def review_hours_medians(organisations, start: date, end: date) -> dict | None:
         cache.set(cache_key, stored, BUILD_CACHE_SECONDS)
     index, hours, groups = stored
 
-    def inside(kind, region) -> bool:
-        return kind == Organisation.Kind.RESELLER and region in regions
-
     per_pm: dict = {}
     for (kind, region, pm), values in groups.items():
-        if inside(kind, region):
+        if _of_regions(kind, region, regions):
             per_pm.setdefault(pm, []).append(values)
-    changed = set(RollupChange.objects.values_list("organisation_id", flat=True).distinct())
+    changed = set(_changed_dealers())
     taken: dict = {}  # partner manager: the kept hours of its changed dealers, to take out
     for pk in changed:
-        if (kept := index.get(pk)) and inside(kept[0], kept[1]):
+        if (kept := index.get(pk)) and _of_regions(kept[0], kept[1], regions):
             taken.setdefault(kept[2], []).extend(hours[kept[3] : kept[4]])
     added: dict = {}  # partner manager (now): the changed dealers' hours, live
     live = Registration.objects.filter(decided, organisation_id__in=changed, organisation__in=organisations)
@@ -769,7 +786,7 @@ def _kept_hours(decided: Q) -> tuple[dict, array, dict]:
     index: dict = {}
     hours = array("i")
     per_group: dict = {}
-    for pk, kind, region, pm in Organisation.objects.values_list("pk", "kind", "region_id", "partner_manager_id"):
+    for pk, kind, region, pm in _organisations_keyed():
         values = per_dealer.get(pk)
         if values:
             values.sort()
@@ -840,7 +857,7 @@ def sales_figures(organisations, start: date, end: date, key: str | None, *, by_
     live (a dealer changes when a sale of it is saved or deleted, e.g. by an import)."""
     sales = Sale.objects.filter(reseller__in=organisations)
     period = Q(sold_on__gte=start, sold_on__lte=end)
-    state = RollupState.objects.order_by().values_list("pk", "built_at").first()
+    state = _build_state()
     months = whole_months(start, end) if state is not None else None
     result: dict = {}  # key: [amount, sales lines]
 
@@ -857,7 +874,7 @@ def sales_figures(organisations, start: date, end: date, key: str | None, *, by_
         add(_sum_sales(sales.filter(period), key, by_line, live=True))
         return answer()
     first, last = months
-    changed = sorted(RollupChange.objects.values_list("organisation_id", flat=True).distinct())
+    changed = _changed_dealers()
     regions = _whole_regions(organisations) if key in SALE_KEYS else None
     if regions is not None:
         coarse = SALE_KEYS[key]
@@ -917,15 +934,11 @@ def sales_figures(organisations, start: date, end: date, key: str | None, *, by_
             return zip(lines_of[first_row:stop], amounts[first_row:stop], counts[first_row:stop], strict=True)
 
         if regions is not None:
-
-            def inside(kind, region) -> bool:
-                return kind == Organisation.Kind.RESELLER and region in regions
-
             for (kind, region, pm, line), (amount, lines) in groups.items():
-                if inside(kind, region):
+                if _of_regions(kind, region, regions):
                     put(None if column is None else (kind, region, pm)[column], line, amount, lines)
             for pk in changed:
-                if pk in index and inside(*dealer(pk)[:2]):
+                if pk in index and _of_regions(*dealer(pk)[:2], regions):
                     found = dealer(pk)
                     for line, amount, lines in rows_of(found):
                         put(None if column is None else found[column], line, amount, lines, sign=-1)
@@ -960,7 +973,7 @@ def _kept_sale_edges(state, start: date, end: date, outside: Q, *, compute: bool
     dealer_columns: tuple[list, ...] = ([], [], [], [], [])  # kind, region, partner manager, first row, stop
     columns: tuple[list, list, list] = ([], [], [])  # product line name, amount as text, sales lines
     sums: dict = {}
-    for pk, kind, region, pm in Organisation.objects.values_list("pk", "kind", "region_id", "partner_manager_id"):
+    for pk, kind, region, pm in _organisations_keyed():
         first_row = len(columns[0])
         for line, amount, lines in found.get(pk, ()):
             for column, value in zip(columns, (line, str(amount), lines), strict=True):
