@@ -350,11 +350,14 @@ def _sort_figure(sort: str, months: list[Month], weights: dict[str, Decimal], al
     return f"SUM({figure})", params
 
 
-def _statement(registrations, today, months, product_line, weights, *, dimensions, sort, limit, connection):
+def _statement(
+    registrations, today, months, product_line, weights, *, dimensions, sort, limit, connection, per_dealer=False
+):
     """The SQL and its parameters: one row per dimension, key, bucket and stage (dimension code, key,
     bucket, stage, quantity, value, registrations, label, detail, detail), the totals per bucket and
     stage (code _TOTALS) and, per limited dimension, how many rows it has (code _COUNT, the number
-    as registrations and the dimension's code as key)."""
+    as registrations and the dimension's code as key). per_dealer (without dimensions): the totals
+    per dealer, bucket and stage instead, the dealer's pk as key."""
     s = _Sql(connection)
     t, ln, p, pl, o, g = s.table, s.line, s.product, s.product_line, s.organisation, s.region
     regs = (
@@ -378,12 +381,14 @@ def _statement(registrations, today, months, product_line, weights, *, dimension
     if not dimensions:
         # the totals alone: per registration, then per bucket and stage (no order of the lines to
         # mark the first of each, which is most of the statement's time)
+        dealer = "f.org" if per_dealer else "NULL"
         sql = (
-            f"WITH r AS ({r_sql}), f AS (SELECT r.rid, r.bucket, r.stage, SUM(l.{ln['quantity']}) AS qty, "
+            f"WITH r AS ({r_sql}), f AS (SELECT r.rid, r.org, r.bucket, r.stage, SUM(l.{ln['quantity']}) AS qty, "
             f"SUM(l.{ln['value']}) AS val FROM r INNER JOIN {t['line']} l ON l.{ln['registration']} = r.rid "
-            f"INNER JOIN {t['product']} p ON p.{p['id']} = {product} {line_filter} GROUP BY r.rid, r.bucket, r.stage) "
-            f"SELECT {_TOTALS}, NULL, f.bucket, f.stage, SUM(f.qty), SUM(f.val), COUNT(*), NULL, NULL, NULL "
-            "FROM f GROUP BY f.bucket, f.stage"
+            f"INNER JOIN {t['product']} p ON p.{p['id']} = {product} {line_filter} "
+            "GROUP BY r.rid, r.org, r.bucket, r.stage) "
+            f"SELECT {_TOTALS}, {dealer}, f.bucket, f.stage, SUM(f.qty), SUM(f.val), COUNT(*), NULL, NULL, NULL "
+            f"FROM f GROUP BY {'f.org, ' if per_dealer else ''}f.bucket, f.stage"
         )
         return sql, params
     # A line is the first of its registration, of its registration and product line, of its
@@ -515,26 +520,41 @@ def _figures(months, weights, rows_in, dimensions):
     return rows, totals, counts
 
 
-def _compute(registrations, today, months, product_line, weights, *, dimensions, sort, limit):
+def _execute(registrations, today, months, product_line, weights, **options) -> list[tuple]:
     connection = connections[registrations.db]
     try:
-        sql, params = _statement(
-            registrations,
-            today,
-            months,
-            product_line,
-            weights,
-            dimensions=dimensions,
-            sort=sort,
-            limit=limit,
-            connection=connection,
-        )
+        sql, params = _statement(registrations, today, months, product_line, weights, connection=connection, **options)
     except EmptyResultSet:  # registrations.none(), or a filter no registration can match
-        result = []
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def totals_by_dealer(registrations: QuerySet, *, today: date) -> list[tuple]:
+    """(dealer pk, bucket, stage, quantity, value, registrations) of the open protected
+    registrations of `registrations`: what the forecast's totals add up from, per dealer (one
+    query). tiers.rollup keeps them for a day's build (forecast_totals)."""
+    found = _execute(
+        registrations, today, forecast_months(today), None, {}, dimensions=[], sort="name", limit=None, per_dealer=True
+    )
+    return [row[1:7] for row in found]
+
+
+def totals_of(registrations: QuerySet, *, today: date) -> list[tuple]:
+    """(bucket, stage, quantity, value, registrations) of the open protected registrations of
+    `registrations`, as forecast(totals=…) takes them (one query)."""
+    found = _execute(registrations, today, forecast_months(today), None, {}, dimensions=[], sort="name", limit=None)
+    return [row[2:7] for row in found]
+
+
+def _compute(registrations, today, months, product_line, weights, *, dimensions, sort, limit, given=None):
+    if given is not None:
+        result = [(_TOTALS, None, *row, None, None, None) for row in given]
     else:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            result = cursor.fetchall()
+        result = _execute(
+            registrations, today, months, product_line, weights, dimensions=dimensions, sort=sort, limit=limit
+        )
     rows, totals, counts = _figures(months, weights, result, dimensions)
     ordered = {}
     for name, found in rows.items():
@@ -554,6 +574,7 @@ def forecast(
     sort: str = "name",
     limit: int | None = None,
     totals_only: bool = False,
+    totals: list[tuple] | None = None,
 ) -> Forecast:
     """The forecast of `registrations` (already scoped to the user and filtered): one query, and one
     for the weights unless given.
@@ -564,7 +585,11 @@ def forecast(
     the products and the dealers hold only their first `limit` rows with a forecast proper (months
     or later) in the order of `sort` (see valid_sort), and `more` says how many more there are;
     the product lines, the regions and the totals are always complete. totals_only: the totals
-    alone (every dimension empty), for a page that shows nothing else: a cheaper statement."""
+    alone (every dimension empty), for a page that shows nothing else: a cheaper statement, or
+    none where the caller has them (`totals`, as deals.forecast.totals_of gives them: the dashboards
+    read them from what is kept for the roll-up's build, tiers.rollup.forecast_totals)."""
+    if totals is not None and not (totals_only and product_line is None):
+        raise ValueError("totals= stand for the totals of every product line alone (totals_only)")
     today = today or timezone.localdate()
     weights = weights if weights is not None else ProgrammeSettings.load().forecast_weights
     months = forecast_months(today)
@@ -573,8 +598,8 @@ def forecast(
         dimensions = []
     else:
         dimensions = list(_CODES) if limit is not None else ["product_lines", "products", "regions"]
-    rows, totals, more = _compute(
-        registrations, today, months, product_line, weights, dimensions=dimensions, sort=sort, limit=limit
+    rows, summed, more = _compute(
+        registrations, today, months, product_line, weights, dimensions=dimensions, sort=sort, limit=limit, given=totals
     )
 
     def dealers() -> list[Row]:
@@ -588,7 +613,7 @@ def forecast(
         today=today,
         months=months,
         weights=weights,
-        totals=totals,
+        totals=summed,
         more=more,
         _dealers=rows.get("dealers"),
         _load_dealers=dealers,

@@ -75,5 +75,6 @@ def counted_both_ways(request, monkeypatch):
             monkeypatch.setattr(f"{module}.registration_figures", built_first(rollup.registration_figures))
         monkeypatch.setattr("tiers.flags.submitted_by_dealer", built_first(rollup.submitted_by_dealer))
         monkeypatch.setattr("tiers.dashboards.review_hours_medians", built_first(rollup.review_hours_medians))
+        monkeypatch.setattr("tiers.dashboards.forecast_totals", built_first(rollup.forecast_totals))
         monkeypatch.setattr("tiers.kpis.sales_figures", built_first(rollup.sales_figures))
     return request.param

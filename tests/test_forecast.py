@@ -579,3 +579,79 @@ def test_a_long_dealer_table_shows_the_first_rows_and_counts_the_rest(world, cat
     assert dealers.totals.row.total.registrations == 5
     assert "3 shown; 2 more count in “All”" in page.content.decode()
     assert sum(1 for row in csv_rows if any("Dealer " in cell and "/5 B.V." in cell for cell in row)) >= 5
+
+
+def test_the_totals_kept_for_a_build_and_day_stay_the_live_totals(world, book, catalogue):
+    """The dashboards read the totals from what is kept per roll-up build and day (tiers.rollup.
+    forecast_totals). Kept right after a build, they equal the live totals after each kind of change
+    alone (an approval, the dealer's update of its close date, its stage or its lines, a withdrawal,
+    a deletion, a protection cut short, a dealer moving region), for every whole-region scope; the
+    next day counts its own buckets."""
+    from dealers.models import Organisation
+    from deals import services
+    from tiers import rollup
+    from tiers.models import RollupChange
+
+    resellers = Organisation.objects.filter(kind=Organisation.Kind.RESELLER)
+    scopes = [resellers, resellers.filter(region=world.north), resellers.filter(region=world.south)]
+
+    def check(day):
+        for scope in scopes:
+            registrations = Registration.objects.filter(organisation__in=scope)
+            kept = rollup.forecast_totals(scope, day)
+            assert kept is not None
+            got = selectors.forecast(registrations, today=day, totals_only=True, totals=kept)
+            expected = selectors.forecast(registrations, today=day, totals_only=True)
+            assert _cells(got.totals) == _cells(expected.totals), scope.query
+
+    def update(registration, **changed):
+        fields = {
+            "expected_close_date": registration.expected_close_date,
+            "decision_stage": registration.decision_stage,
+            "next_steps": "",
+            "competitors": "",
+            **changed,
+        }
+        services.registration_update(registration=registration, actor=world.own_user, **fields)
+
+    def cut_short(registration):
+        registration.protected_until = DAY - timedelta(days=1)
+        registration.save(update_fields=["protected_until"])
+
+    def move(organisation):
+        organisation.region = world.south
+        organisation.save()
+
+    with on(DAY):
+        waiting = protected(
+            world.other, world.other_admin, date(2027, 2, 1), "early", [(catalogue["boiler"], 3, "1500.00")]
+        )
+        waiting.status, waiting.protected_until = S.SUBMITTED, None
+        waiting.save()
+        assert rollup.forecast_totals(resellers, DAY) is None  # no build: counted live
+        changes = [
+            (world.other, lambda: services.registration_approve(registration=waiting, actor=world.pm_b, reason="Ok.")),
+            (world.own, lambda: update(book["early_jan"], expected_close_date=date(2027, 3, 3))),
+            (world.own, lambda: update(book["late_now"], decision_stage="early")),
+            (
+                world.own,
+                lambda: update(
+                    book["blank_oct"],
+                    lines=[services.LineData(product=catalogue["pump"], quantity=7, value=Decimal("7777.77"))],
+                ),
+            ),
+            (world.own, lambda: services.registration_withdraw(registration=book["mid_later"], actor=world.own_user)),
+            (world.orphan, lambda: book["orphan"].delete()),
+            (world.other, lambda: cut_short(book["other"])),
+            (world.own, lambda: move(world.own)),
+        ]
+        for dealer, change in changes:
+            rollup.rollup_build()
+            assert rollup.forecast_totals(resellers.filter(pk=world.own.pk), DAY) is None  # not a whole region
+            check(DAY)  # and keeps them
+            change()
+            assert set(RollupChange.objects.values_list("organisation_id", flat=True)) == {dealer.pk}
+            check(DAY)
+    later = DAY + timedelta(days=20)  # other buckets, other protections running: kept apart
+    with on(later):
+        check(later)

@@ -35,7 +35,7 @@ from prm.csvexport import csv_response
 from tiers.flags import flagged
 from tiers.kpis import Kpis, Period, applied_tiers, kpis, kpis_with_totals, medians
 from tiers.models import DealerStanding, Sale, Tier
-from tiers.rollup import Basis, in_period, registration_figures, review_hours_medians
+from tiers.rollup import Basis, forecast_totals, in_period, registration_figures, review_hours_medians
 from tiers.selectors import next_tier_gap
 
 Status = Registration.Status
@@ -459,7 +459,8 @@ def region_dashboard(request):
     period, period_form = _period(request)
     visible = Organisation.objects.visible_to(user).filter(kind=Organisation.Kind.RESELLER)
     registrations = Registration.objects.filter(organisation__in=visible)
-    outlook = forecast(registrations, today=today, totals_only=True)  # the page shows the totals only
+    # the page shows the totals only: kept for the roll-up's build and the day where it can
+    outlook = forecast(registrations, today=today, totals_only=True, totals=forecast_totals(visible, today))
     escalated = (
         registrations.filter(status=Status.ESCALATED)
         .select_related("organisation", "customer")
