@@ -251,6 +251,11 @@ def client_for(user):
     if _CLIENT is None:
         _CLIENT = Client()
         _CLIENT.get("/healthz")
+        # as a web process does once it has loaded the application (prm/wsgi.py): what is alive now
+        # (Django, the apps, this run's personas) out of the garbage collector's passes
+        from prm import heap
+
+        heap.freeze()
     _CLIENT.force_login(user)
     return _CLIENT
 
