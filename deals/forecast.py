@@ -16,11 +16,16 @@ or the dealers; a page asks for the first rows of the long dimensions (products,
 order, and the database picks them, so neither do the rows built here. The weights are applied to
 those sums here, in Decimal, so the weighted figures are exact on SQLite (which sums decimals as
 floats) as well as on PostgreSQL. The CSV (export_rows) is the finest grain, in full.
+
+Where the roll-up has been built, the dashboards' totals and the unfiltered forecast page of whole
+regions come without the statement: tiers.rollup keeps what each dealer has per build and day and
+hands over the sums (forecast(totals=…), forecast(sums=…)); the rows are then made here as the
+statement's would be (_rows_of).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
@@ -357,7 +362,8 @@ def _statement(
     bucket, stage, quantity, value, registrations, label, detail, detail), the totals per bucket and
     stage (code _TOTALS) and, per limited dimension, how many rows it has (code _COUNT, the number
     as registrations and the dimension's code as key). per_dealer (without dimensions): the totals
-    per dealer, bucket and stage instead, the dealer's pk as key."""
+    per dealer, bucket and stage instead, the dealer's pk as key; with the dimensions
+    ["products"], the rows of g per dealer (LINES_BY_DEALER)."""
     s = _Sql(connection)
     t, ln, p, pl, o, g = s.table, s.line, s.product, s.product_line, s.organisation, s.region
     regs = (
@@ -391,6 +397,7 @@ def _statement(
             f"FROM f GROUP BY {'f.org, ' if per_dealer else ''}f.bucket, f.stage"
         )
         return sql, params
+    group = "org" if per_dealer else "region"  # what g is per, besides the product and the month
     # A line is the first of its registration, of its registration and product line, of its
     # registration and product when the line before it (in that order) is not of the same.
     new_registration = "f.prev_rid IS NULL OR f.prev_rid <> f.rid"
@@ -411,10 +418,13 @@ def _statement(
         f"WINDOW w AS (ORDER BY r.rid, {line}, {product}))",
         # per product (and its line), region, bucket and stage: the product lines, products, regions
         # and totals add up from these few thousand rows
-        "g AS (SELECT f.pline, f.product, f.region, f.bucket, f.stage, SUM(f.qty) AS qty, SUM(f.val) AS val, "
+        f"g AS (SELECT f.pline, f.product, f.{group}, f.bucket, f.stage, SUM(f.qty) AS qty, SUM(f.val) AS val, "
         f"{mark(new_registration)} AS n_registration, {mark(new_line)} AS n_line, {mark(new_product)} AS n_product "
-        "FROM f GROUP BY f.pline, f.product, f.region, f.bucket, f.stage)",
+        f"FROM f GROUP BY f.pline, f.product, f.{group}, f.bucket, f.stage)",
     ]
+    if per_dealer:
+        sql = f"WITH {', '.join(ctes)} SELECT {', '.join(f'g.{c}' for c in LINES_BY_DEALER)} FROM g"
+        return sql, params
     # per dimension: the rows it adds up from (the dealers, thousands, straight from the lines), its
     # key column there, its count of registrations, the joins of its names and the names (label,
     # detail, detail)
@@ -541,6 +551,128 @@ def totals_by_dealer(registrations: QuerySet, *, today: date) -> list[tuple]:
     return [row[1:7] for row in found]
 
 
+# the columns of lines_by_dealer
+LINES_BY_DEALER = ("org", "pline", "product", "bucket", "stage", "qty", "val", "n_line", "n_product")
+
+
+def lines_by_dealer(registrations: QuerySet, *, today: date) -> list[tuple]:
+    """(dealer pk, product line pk, product pk, bucket, stage, quantity, value, registrations first
+    of their product line here, registrations of the product) of the lines of the open protected
+    registrations of `registrations`: what the product lines and products add up from, per dealer
+    (one query; tiers.rollup keeps them for a day's build). The registrations of a product line are
+    the sum of its products' first column, those of a product its second."""
+    return _execute(
+        registrations,
+        today,
+        forecast_months(today),
+        None,
+        {},
+        dimensions=["products"],
+        sort="name",
+        limit=None,
+        per_dealer=True,
+    )
+
+
+@dataclass
+class Sums:
+    """What a forecast is built from without its statement (tiers.rollup keeps them): per dimension
+    {key: {(bucket, stage): [quantity, value in cents, registrations]}}, the totals the same way,
+    and the names per dimension {key: (label, detail, detail)}."""
+
+    dimensions: dict[str, Mapping]
+    totals: dict
+    names: dict[str, dict]
+    # per limited dimension, where the caller has them: the keys with any cell in the forecast
+    # proper (not past), and every key in the statement's order by name
+    ahead: dict[str, set] = field(default_factory=dict)
+    order: dict[str, list] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SortFigure:
+    """What a numeric sort orders by (as _sort_figure sums it in SQL): the cells outside the past,
+    of one bucket only where given, their value (in cents: the same order) or quantity (`measure`
+    0: quantity, 1: cents), weighted by stage or not."""
+
+    only: int | None
+    measure: int
+    weights: dict[str, Decimal] | None
+
+    @classmethod
+    def of(cls, sort: str, months: list[Month], weights: dict[str, Decimal]) -> SortFigure:
+        column = sort.lstrip("-")
+        only = LATER if column == "later" else {m.iso: m.key for m in months}.get(column)
+        return cls(
+            only=only,
+            measure=0 if column == "units" else 1,
+            weights=None if column == "unweighted" else weights,
+        )
+
+    def counts(self, bucket) -> bool:
+        return bucket != PAST and (self.only is None or bucket == self.only)
+
+    def total(self, per_stage: dict) -> Decimal:
+        """The figure from {stage: summed measure} (whole numbers: the weights apply once a stage)."""
+        if self.weights is None:
+            return Decimal(sum(per_stage.values()))
+        return sum((measure * _weight(self.weights, stage) for stage, measure in per_stage.items()), Decimal(0))
+
+    def __call__(self, cells: dict) -> Decimal:
+        per_stage: dict = {}
+        for (bucket, stage), figures in cells.items():
+            if self.counts(bucket):
+                per_stage[stage] = per_stage.get(stage, 0) + figures[self.measure]
+        return self.total(per_stage)
+
+
+def _rows_of(sums: Sums, months, weights, *, dimensions, sort, limit) -> list[tuple]:
+    """The rows the statement would give (see _statement) for `sums`: the first `limit` keys of the
+    limited dimensions in the order of `sort` (its figure, then the names, then the key, as the
+    statement orders them), and their counts."""
+    result = []
+    descending = sort.startswith("-")
+    for name in dimensions:
+        keyed, names = sums.dimensions[name], sums.names[name]
+        keys = list(keyed)
+        if name in LIMITED and limit is not None and name in sums.order and sort == "name":
+            ahead_keys = sums.ahead[name]
+            ahead = [k for k in sums.order[name] if k in ahead_keys]
+            result.append((_COUNT, _CODES[name], None, None, None, None, len(ahead), None, None, None))
+            keys = ahead[:limit]
+        elif name in LIMITED and limit is not None:
+            if name in sums.ahead:
+                ahead = [k for k in keys if k in sums.ahead[name]]
+            else:
+                ahead = [k for k in keys if any(bucket != PAST for bucket, _stage in keyed[k])]
+
+            def label(k, names=names):
+                return tuple((n or "").lower() for n in names.get(k, ()))
+
+            if sort.lstrip("-") == "name":
+                ahead.sort(key=lambda k: k)
+                ahead.sort(key=label, reverse=descending)
+            else:
+                ahead.sort(key=lambda k: (label(k), k))
+                figure = SortFigure.of(sort, months, weights)
+                # a Mapping of many keys may give every key's figure at once (tiers.rollup)
+                if hasattr(keyed, "figures"):
+                    values = keyed.figures(figure)
+                else:
+                    values = {k: figure(keyed[k]) for k in ahead}
+                ahead.sort(key=values.__getitem__, reverse=descending)
+            result.append((_COUNT, _CODES[name], None, None, None, None, len(ahead), None, None, None))
+            keys = ahead[:limit]
+        for k in keys:
+            label_, detail, detail2 = (*names.get(k, ()), None, None, None)[:3]
+            for (bucket, stage), (quantity, cents, n) in keyed[k].items():
+                value = Decimal(cents).scaleb(-2)
+                result.append((_CODES[name], k, bucket, stage, quantity, value, n, label_, detail, detail2))
+    for (bucket, stage), (quantity, cents, n) in sums.totals.items():
+        result.append((_TOTALS, None, bucket, stage, quantity, Decimal(cents).scaleb(-2), n, None, None, None))
+    return result
+
+
 def totals_of(registrations: QuerySet, *, today: date) -> list[tuple]:
     """(bucket, stage, quantity, value, registrations) of the open protected registrations of
     `registrations`, as forecast(totals=…) takes them (one query)."""
@@ -548,9 +680,11 @@ def totals_of(registrations: QuerySet, *, today: date) -> list[tuple]:
     return [row[2:7] for row in found]
 
 
-def _compute(registrations, today, months, product_line, weights, *, dimensions, sort, limit, given=None):
+def _compute(registrations, today, months, product_line, weights, *, dimensions, sort, limit, given=None, sums=None):
     if given is not None:
         result = [(_TOTALS, None, *row, None, None, None) for row in given]
+    elif sums is not None:
+        result = _rows_of(sums, months, weights, dimensions=dimensions, sort=sort, limit=limit)
     else:
         result = _execute(
             registrations, today, months, product_line, weights, dimensions=dimensions, sort=sort, limit=limit
@@ -575,6 +709,7 @@ def forecast(
     limit: int | None = None,
     totals_only: bool = False,
     totals: list[tuple] | None = None,
+    sums: Sums | None = None,
 ) -> Forecast:
     """The forecast of `registrations` (already scoped to the user and filtered): one query, and one
     for the weights unless given.
@@ -587,9 +722,13 @@ def forecast(
     the product lines, the regions and the totals are always complete. totals_only: the totals
     alone (every dimension empty), for a page that shows nothing else: a cheaper statement, or
     none where the caller has them (`totals`, as deals.forecast.totals_of gives them: the dashboards
-    read them from what is kept for the roll-up's build, tiers.rollup.forecast_totals)."""
+    read them from what is kept for the roll-up's build, tiers.rollup.forecast_totals). sums: every
+    dimension's figures, where the caller has them (the forecast page: tiers.rollup.forecast_sums),
+    for a limited forecast of every product line: no statement either."""
     if totals is not None and not (totals_only and product_line is None):
         raise ValueError("totals= stand for the totals of every product line alone (totals_only)")
+    if sums is not None and (totals_only or limit is None or product_line is not None):
+        raise ValueError("sums= stand for every dimension of every product line, limited (the forecast page)")
     today = today or timezone.localdate()
     weights = weights if weights is not None else ProgrammeSettings.load().forecast_weights
     months = forecast_months(today)
@@ -599,7 +738,16 @@ def forecast(
     else:
         dimensions = list(_CODES) if limit is not None else ["product_lines", "products", "regions"]
     rows, summed, more = _compute(
-        registrations, today, months, product_line, weights, dimensions=dimensions, sort=sort, limit=limit, given=totals
+        registrations,
+        today,
+        months,
+        product_line,
+        weights,
+        dimensions=dimensions,
+        sort=sort,
+        limit=limit,
+        given=totals,
+        sums=sums,
     )
 
     def dealers() -> list[Row]:

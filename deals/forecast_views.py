@@ -25,6 +25,7 @@ from django.utils import formats, numberformat, timezone
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
+from dealers.models import Organisation
 from dealers.views import staff_required
 from deals import forecast as selectors
 from deals.filters import ForecastFilter
@@ -309,6 +310,17 @@ def _column(key: str, label: str, sort: str, prefix: str) -> Column:
     return Column(label=label, href=f"{prefix}{urlencode({'sort': following})}", sorted=state)
 
 
+def _kept_sums(request, today):
+    """The figures of the whole forecast the user sees (no filter chosen) from what is kept for the
+    roll-up's build and the day (tiers.rollup.forecast_sums), where it can tell; else None: the
+    page's statement counts them."""
+    from tiers.rollup import forecast_sums  # tiers reads deals: not at import
+
+    if set(request.GET) - {"sort"}:
+        return None
+    return forecast_sums(Organisation.objects.visible_to(request.user), today)
+
+
 @forecast_viewer_required
 def forecast_page(request):
     today = timezone.localdate()
@@ -323,6 +335,7 @@ def forecast_page(request):
         weights=weights,
         sort=sort,
         limit=ROWS_SHOWN,
+        sums=_kept_sums(request, today),
     )
     past = selectors.past_close(
         selection.registrations,

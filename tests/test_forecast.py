@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -40,6 +41,8 @@ def on(day: date):
 
 def protected(organisation, person, close: date, stage: str = "", lines=(), **fields) -> Registration:
     """An approved registration closing on `close`, with `lines` as (product, quantity, value)."""
+    if lines:  # (no new product for make_registration's default line)
+        fields.setdefault("products", [lines[0][0]])
     registration = make_registration(
         organisation,
         person,
@@ -655,3 +658,116 @@ def test_the_totals_kept_for_a_build_and_day_stay_the_live_totals(world, book, c
     later = DAY + timedelta(days=20)  # other buckets, other protections running: kept apart
     with on(later):
         check(later)
+
+
+SORTS = ["name", "-name", "weighted", "-weighted", "unweighted", "-units", "later", "-2027-01", "2026-12"]
+
+
+def test_the_page_figures_kept_for_a_build_and_day_are_the_statements(world, book, catalogue):
+    """The forecast page reads every dimension from what is kept per roll-up build and day
+    (tiers.rollup.forecast_sums): for every sort, with few rows shown (the first of the products and
+    dealers chosen in the same order, ties by name then key), for the whole programme and for a
+    region, it is the forecast of the statement; kept right after a build, also after each kind of
+    change alone; the next day counts its own."""
+    from dealers.models import Organisation
+    from deals import services
+    from tiers import rollup
+
+    _grow(world, catalogue, dealers=4, per_dealer=3)
+    twin = factories.OrganisationFactory(name="Own Dealer B.V.", region=world.south, country="BE")  # a name twice
+    protected(twin, world.own_user, date(2027, 1, 10), "mid", [(catalogue["boiler"], 1, "300.00")])
+    slipped = factories.OrganisationFactory(name="Aardvark Slipped B.V.", region=world.north)  # past close only
+    protected(slipped, world.own_user, DAY - timedelta(days=3), "late", [(catalogue["big_pump"], 1, "900.00")])
+    scopes = [Organisation.objects.all(), Organisation.objects.filter(region=world.north)]
+
+    def check(day):
+        for scope in scopes:
+            registrations = Registration.objects.filter(organisation__in=scope)
+            for sort in SORTS:
+                kept = rollup.forecast_sums(scope, day)
+                assert kept is not None
+                got = selectors.forecast(registrations, today=day, sort=sort, limit=2, sums=kept)
+                expected = selectors.forecast(registrations, today=day, sort=sort, limit=2)
+                for name in ("product_lines", "products", "regions", "dealers"):
+                    assert getattr(got, name) == getattr(expected, name), (scope.query, sort, name)
+                assert _cells(got.totals) == _cells(expected.totals), (scope.query, sort)
+                assert got.more == expected.more, (scope.query, sort)
+
+    def update(registration, **changed):
+        fields = {"expected_close_date": registration.expected_close_date, "next_steps": "", "competitors": ""}
+        fields["decision_stage"] = registration.decision_stage
+        services.registration_update(registration=registration, actor=world.own_user, **{**fields, **changed})
+
+    with on(DAY):
+        assert rollup.forecast_sums(scopes[0], DAY) is None  # no build: the statement
+        changes = [
+            lambda: update(book["early_jan"], expected_close_date=date(2027, 3, 3)),
+            lambda: update(
+                book["blank_oct"],
+                lines=[
+                    services.LineData(product=catalogue["pump"], quantity=7, value=Decimal("7777.77")),
+                    services.LineData(product=catalogue["big_pump"], quantity=1, value=Decimal("10.00")),
+                ],
+            ),
+            lambda: services.registration_withdraw(registration=book["other"], actor=world.other_admin),
+            lambda: book["orphan"].delete(),
+            lambda: protected(twin, world.own_user, date(2026, 12, 24), "late", [(catalogue["pump"], 2, "1.00")]),
+        ]
+        for change in changes:
+            rollup.rollup_build()
+            assert rollup.forecast_sums(Organisation.objects.filter(pk=world.own.pk), DAY) is None  # not a region
+            check(DAY)  # and keeps them
+            change()
+            check(DAY)
+        moved = Organisation.objects.get(pk=world.own.pk)
+        moved.region = world.south
+        moved.save()
+        check(DAY)
+        catalogue["boiler"].line = catalogue["pump"].line  # the catalogue changes: kept apart
+        catalogue["boiler"].save()
+        check(DAY)
+    later = DAY + timedelta(days=45)
+    with on(later):
+        check(later)
+
+
+def test_the_page_reads_what_is_kept_and_shows_the_same(world, book, catalogue):
+    """After a build the channel admin's unfiltered page (any sort) reads the kept figures and shows
+    what the statement showed, in as many queries whatever the data; a filtered page runs the
+    statement."""
+    from tiers import rollup
+
+    client = client_for(world.channel_admin)
+    with on(DAY):
+        _grow(world, catalogue, dealers=3, per_dealer=2)
+        def page(**params) -> str:  # without what differs per response: the CSRF token, the chart's id
+            text = client.get(PAGE, params).content.decode()
+            return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"|chart-\d+', "", text)
+
+        before = {sort: page(sort=sort) for sort in SORTS}
+        rollup.rollup_build()
+        calls = []
+        real = rollup.forecast_sums
+
+        def counted(*args):
+            calls.append(args)
+            return real(*args)
+
+        import tiers.rollup as module
+
+        module.forecast_sums = counted
+        try:
+            for sort in SORTS:
+                assert page(sort=sort) == before[sort], sort
+            assert len(calls) == len(SORTS)
+            client.get(PAGE, {"region": world.north.pk})
+            assert len(calls) == len(SORTS)  # filtered: not asked
+        finally:
+            module.forecast_sums = real
+        rebuilt = _count(client, PAGE)  # nobody changed since the build
+        _grow(world, catalogue, dealers=1, per_dealer=1)  # a changed dealer, counted live
+        small = _count(client, PAGE)
+        _grow(world, catalogue, dealers=6, per_dealer=4)
+        large = _count(client, PAGE)
+    assert small == large
+    assert rebuilt == small - 3  # the changed dealers' regions, totals and lines

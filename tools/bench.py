@@ -483,7 +483,9 @@ def bench_pages(p: People, samples: int) -> list[Row]:
         ("team dashboard (partner manager)", p.pm_big, p.pm_small, "/dashboard/team/"),
         ("region dashboard (regional director)", p.rd, p.rd, "/dashboard/region/"),
         ("programme dashboard (channel admin)", p.channel_admin, p.channel_admin, "/dashboard/region/"),
-        ("forecast (channel admin)", p.channel_admin, p.pm_small, "/forecast/"),
+        # (queries against a regional director's: both read what is kept for whole regions, where a
+        # partner manager's few dealers run the statement, in fewer queries)
+        ("forecast (channel admin)", p.channel_admin, p.rd, "/forecast/"),
         (
             "figures: registrations submitted (partner manager)",
             p.pm_big,
