@@ -205,3 +205,78 @@ def test_the_totals_beside_a_table_are_the_programme_figures(figures, world, lev
             assert totals == expected, (organisations, period)
             assert str(totals.revenue_previous) == str(expected.revenue_previous)
             assert str(totals.pipeline) == str(expected.pipeline)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_certification_coverage_and_tier_counts_in_the_database_are_the_dealers_added_up(world, seed):
+    """Per region and for the programme the certification coverage is added up in one query
+    (tiers.kpis.certification_coverage), and the dealers per tier counted (tier_counts): the same as
+    adding up each dealer's own (held up to what its tier asks; the tier that applies: an active
+    override, else the tier held, else the lowest), over dealers with and without standings,
+    overrides running and ended, grace periods, tiers with and without a minimum, expired and
+    repeated certifications."""
+    import random
+    from collections import Counter
+
+    from tests import factories
+    from tiers.kpis import applied_tiers, certification_coverage, tier_counts
+    from tiers.models import DealerStanding, Tier, TierProgramme
+
+    rng = random.Random(seed)
+    tiers = list(Tier.objects.order_by("rank"))
+    for tier in tiers:
+        tier.min_certifications = rng.choice([None, 0, 1, 2, 4])
+        tier.save()
+    dealers = [world.own, world.other, world.orphan] + [
+        factories.OrganisationFactory(name=f"Dealer {seed}-{i}", region=rng.choice([world.north, world.south]))
+        for i in range(12)
+    ]
+    for dealer in dealers:
+        for _ in range(rng.randint(0, 4)):
+            certify(dealer, rng.choice(["a", "b", "c", "d"]), DAY + timedelta(days=rng.randint(-30, 30)))
+        if rng.random() < 0.8:
+            override = rng.choice([None, DAY - timedelta(days=1), DAY, DAY + timedelta(days=9)])
+            DealerStanding.objects.create(
+                organisation=dealer,
+                tier=rng.choice(tiers),
+                since=DAY - timedelta(days=100),
+                grace_started_on=rng.choice([None, DAY - timedelta(days=3)]),
+                override_tier=rng.choice(tiers) if override else None,
+                override_until=override,
+            )
+    programme = TierProgramme.load()
+    resellers = Organisation.objects.filter(kind=Organisation.Kind.RESELLER)
+    end = DAY + timedelta(days=rng.randint(-10, 10))
+    applied = applied_tiers(resellers, DAY)
+    expected: dict = {}
+    for dealer in resellers:
+        asks = applied[dealer.pk].min_certifications or programme.certifications_target
+        held = len({h.certification_id for h in dealer.certifications.filter(valid_until__gte=end)})
+        for key in (dealer.region_id, "all"):
+            found = expected.setdefault(key, [0, 0])
+            found[0] += min(held, asks)
+            found[1] += asks
+    everything = expected.pop("all")
+    assert certification_coverage(resellers, end, DAY, programme, "region") == {
+        k: tuple(v) for k, v in expected.items()
+    }
+    assert certification_coverage(resellers, end, DAY, programme, "programme") == {None: tuple(everything)}
+    in_grace = set(
+        DealerStanding.objects.filter(grace_started_on__isnull=False).values_list("organisation_id", flat=True)
+    )
+    dealers_in = Counter(t.pk for t in applied.values())
+    grace_in = Counter(t.pk for pk, t in applied.items() if pk in in_grace)
+    assert tier_counts(resellers, DAY) == {pk: (n, grace_in[pk]) for pk, n in dealers_in.items()}
+
+
+def test_certification_coverage_without_tiers_asks_the_programme_target(world):
+    from tiers.kpis import certification_coverage
+    from tiers.models import Tier, TierProgramme
+
+    Tier.objects.all().delete()
+    programme = TierProgramme.load()
+    certify(world.own, "a", DAY)
+    resellers = Organisation.objects.filter(kind=Organisation.Kind.RESELLER)
+    target = programme.certifications_target
+    assert certification_coverage(resellers, DAY, DAY, programme, "programme") == {None: (min(1, target), 3 * target)}
+    assert certification_coverage(resellers.none(), DAY, DAY, programme, "programme") == {}

@@ -8,7 +8,6 @@ number of dealers and registrations. The figures come from tiers.kpis; charts ar
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import date, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -33,8 +32,8 @@ from deals.selectors import queue_summary
 from prm import charts
 from prm.csvexport import csv_response
 from tiers.flags import flagged
-from tiers.kpis import Kpis, Period, applied_tiers, kpis, kpis_with_totals, medians
-from tiers.models import DealerStanding, Sale, Tier
+from tiers.kpis import Kpis, Period, kpis, kpis_with_totals, medians, tier_counts
+from tiers.models import Sale, Tier
 from tiers.rollup import Basis, forecast_totals, in_period, registration_figures, review_hours_medians
 from tiers.selectors import next_tier_gap
 
@@ -467,19 +466,11 @@ def region_dashboard(request):
         .order_by("status_changed_at")[:20]
     )
     sla_rows = _sla_by_partner_manager(visible, period)
-    tiers = list(Tier.objects.order_by("rank"))
-    applied = applied_tiers(visible, today)
-    grace = set(
-        DealerStanding.objects.filter(organisation__in=visible, grace_started_on__isnull=False).values_list(
-            "organisation_id", flat=True
-        )
-    )
-    # counted by the tiers' pks (comparing 10,000 model instances 2 × 3 times took 70 ms)
-    dealers_in = Counter(tier.pk for tier in applied.values())
-    in_grace = Counter(tier.pk for pk, tier in applied.items() if pk in grace)
-    by_tier = [(t, dealers_in[t.pk], in_grace[t.pk]) for t in tiers]
+    # counted in the database: reading the tier of 10,000 dealers to count them took 30 ms
+    counted = tier_counts(visible, today)
+    by_tier = [(t, *counted.get(t.pk, (0, 0))) for t in Tier.objects.order_by("rank")]
     # the region table and its totals show no median review time (the partner managers' table does)
-    regions, totals = kpis_with_totals(visible, period, "region", today, with_medians=False, applied=applied)
+    regions, totals = kpis_with_totals(visible, period, "region", today, with_medians=False)
     if request.GET.get("format") == "sla-csv":
         return csv_response(
             f"review-sla-{period.start}-{period.end}.csv",

@@ -32,8 +32,21 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Aggregate, Count, DecimalField, F, Q, Sum
+from django.db.models import (
+    Aggregate,
+    BigIntegerField,
+    Case,
+    Count,
+    DecimalField,
+    F,
+    IntegerField,
+    Q,
+    Sum,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from dealers.models import Organisation
@@ -194,15 +207,12 @@ def kpis_with_totals(
     today: date | None = None,
     *,
     with_medians: bool = True,
-    applied: dict | None = None,
 ) -> tuple[dict, Kpis]:
     """kpis() at `level` and, with them, the totals of all the organisations: the same Kpis as
     kpis(organisations, period, "programme", ...)[None], added up from the groups' own sums (the
     median review time and the people logging in, which do not add up, asked apart), so a page
-    with a table and its totals does not count everything twice. applied: applied_tiers() of the
-    same organisations on `today`, when the page has read them already (10,000 for a channel
-    admin)."""
-    return _kpis(organisations, period, level, today, with_medians=with_medians, totals=True, applied=applied)
+    with a table and its totals does not count everything twice."""
+    return _kpis(organisations, period, level, today, with_medians=with_medians, totals=True)
 
 
 def _kpis(
@@ -213,7 +223,6 @@ def _kpis(
     *,
     with_medians: bool,
     totals: bool,
-    applied: dict | None = None,
 ):
     if level not in LEVELS:
         raise ValueError(level)
@@ -302,23 +311,22 @@ def _kpis(
 
     # certifications held at the end of the period, against what each dealer's tier asks
     programme = TierProgramme.load()
-    held = {
-        row_["organisation_id"]: row_["n"]
-        for row_ in CertificationHolding.objects.filter(organisation__in=organisations, valid_until__gte=period.end)
-        .values("organisation_id")
-        .order_by()
-        .annotate(n=Count("certification", distinct=True))
-    }
-    asked = _certifications_asked(organisations, programme, today, applied)
-    for pk, region_id in organisations.values_list("pk", "region_id"):
-        k = pk if level == "dealer" else region_id if level == "region" else None
-        if r := row(k):
-            # (a dealer added since the tiers were read asks the programme's target)
-            asks = asked.get(pk, programme.certifications_target)
-            r.certifications_held += min(held.get(pk, 0), asks)
-            r.certifications_asked += asks
-            total.certifications_held += min(held.get(pk, 0), asks)
-            total.certifications_asked += asks
+    if level != "dealer":  # per region or for the programme: added up in the database
+        for k, (held_, asks) in certification_coverage(organisations, period.end, today, programme, level).items():
+            if r := row(k):
+                r.certifications_held, r.certifications_asked = held_, asks
+                total.certifications_held += held_
+                total.certifications_asked += asks
+    else:
+        held, asked = _certifications_per_dealer(organisations, period.end, today, programme)
+        for pk in organisations.values_list("pk", flat=True):
+            if r := row(pk):
+                # (a dealer added since the tiers were read asks the programme's target)
+                asks = asked.get(pk, programme.certifications_target)
+                r.certifications_held = min(held.get(pk, 0), asks)
+                r.certifications_asked = asks
+                total.certifications_held += r.certifications_held
+                total.certifications_asked += asks
 
     # portal log-ins and customer satisfaction (a mean of the scores: their sum over their number)
     for k, (count, people) in _logins(organisations, period, org_key).items():
@@ -364,12 +372,95 @@ def applied_tiers_with_status(organisations, today: date) -> list[tuple[int, str
     return result
 
 
-def _certifications_asked(
-    organisations, programme: TierProgramme, today: date, applied: dict | None = None
-) -> dict[int, int]:
+def _certifications_per_dealer(organisations, end: date, today: date, programme) -> tuple[dict, dict]:
+    """({dealer pk: certifications held on `end`}, {dealer pk: what its tier asks})."""
+    held = {
+        row_["organisation_id"]: row_["n"]
+        for row_ in CertificationHolding.objects.filter(organisation__in=organisations, valid_until__gte=end)
+        .values("organisation_id")
+        .order_by()
+        .annotate(n=Count("certification", distinct=True))
+    }
+    return held, _certifications_asked(organisations, programme, today)
+
+
+def applied_tier(tiers: dict[int, Tier], today: date) -> Case:
+    """The pk of the tier that applies now to an organisation, as an expression of its standing: as
+    applied_tiers_with_status has it (an active override, else the tier held, else the lowest)."""
+    lowest = max(tiers.values(), key=lambda t: t.rank)
+    return Case(
+        When(
+            standing__override_tier__isnull=False,
+            standing__override_until__gte=today,
+            then=F("standing__override_tier_id"),
+        ),
+        When(standing__tier__isnull=False, then=F("standing__tier_id")),
+        default=Value(lowest.pk),
+        output_field=BigIntegerField(),
+    )
+
+
+def certification_coverage(organisations, end: date, today: date, programme, level: str) -> dict:
+    """{region pk (level "region") or None ("programme"): (certifications held, asked)} of the
+    dealers of `organisations`: each dealer's distinct certifications held on `end`, up to what its
+    tier asks (the tier's minimum, else the programme's target), added up. One query: the same as
+    adding up _certifications_per_dealer per dealer, without reading 10,000 dealers for it."""
+    target = programme.certifications_target
+    tiers = {t.pk: t for t in Tier.objects.all()}
+    if tiers:
+        dealers = organisations.annotate(_tier=applied_tier(tiers, today)).annotate(
+            _asks=Case(
+                *(When(_tier=pk, then=Value(tier.min_certifications or target)) for pk, tier in tiers.items()),
+                default=Value(target),
+                output_field=IntegerField(),
+            )
+        )
+    else:
+        dealers = organisations.annotate(_asks=Value(target, output_field=IntegerField()))
+    # the dealers (compiled by the ORM: the scope, their tier's ask) joined to their holdings counted
+    # per organisation; a correlated count per dealer took 47 ms for 10,000 of them, this 15
+    try:
+        dealers_sql, params = (
+            dealers.order_by()
+            .values("_asks", _id=F("pk"), _region=F("region_id"))
+            .query.get_compiler(connection=connection)
+            .as_sql()
+        )
+    except EmptyResultSet:  # organisations.none()
+        return {}
+    holding = connection.ops.quote_name(CertificationHolding._meta.db_table)
+    held = "COALESCE(h.n, 0)"
+    group, group_by = ("d._region", "GROUP BY d._region") if level == "region" else ("NULL", "")
+    sql = (
+        f"SELECT {group}, SUM(CASE WHEN {held} < d._asks THEN {held} ELSE d._asks END), SUM(d._asks) "
+        f"FROM ({dealers_sql}) d LEFT JOIN (SELECT organisation_id, COUNT(DISTINCT certification_id) AS n "
+        f"FROM {holding} WHERE valid_until >= %s GROUP BY organisation_id) h ON h.organisation_id = d._id "
+        f"{group_by}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, connection.ops.adapt_datefield_value(end)])
+        found = cursor.fetchall()
+    return {key: (int(held_), int(asked)) for key, held_, asked in found if asked is not None}
+
+
+def tier_counts(organisations, today: date) -> dict[int, tuple[int, int]]:
+    """{tier pk: (dealers it applies to now, those of them in a grace period)} (one query)."""
+    tiers = {t.pk: t for t in Tier.objects.all()}
+    if not tiers:
+        return {}
+    rows = (
+        organisations.annotate(_tier=applied_tier(tiers, today))
+        .order_by()
+        .values("_tier")
+        .annotate(n=Count("pk"), grace=Count("pk", filter=Q(standing__grace_started_on__isnull=False)))
+    )
+    return {row["_tier"]: (row["n"], row["grace"]) for row in rows}
+
+
+def _certifications_asked(organisations, programme: TierProgramme, today: date) -> dict[int, int]:
     """What each dealer's tier asks: the tier's minimum number of certifications, else the
     programme's target (also without any tier)."""
-    tiers = applied if applied is not None else applied_tiers(organisations, today)
+    tiers = applied_tiers(organisations, today)
     if tiers:  # every organisation has one
         return {pk: tier.min_certifications or programme.certifications_target for pk, tier in tiers.items()}
     return {pk: programme.certifications_target for pk in organisations.values_list("pk", flat=True)}
