@@ -374,6 +374,17 @@ class _Scoring:
         self.revenue_target = Decimal(programme.revenue_target)
         self.targets = {c: getattr(programme, f"{c}_target") for c in CRITERIA}
         self.memo: dict[str, dict] = {c: {} for c in CRITERIA}
+        # read once for evaluate, which runs for every dealer (attribute and dict look-ups and
+        # calls cost as much as the arithmetic there)
+        self.growth_target = Decimal(self.targets[Criterion.GROWTH])
+        self.revenue_part = self.parts[Criterion.REVENUE]
+        self.growth_part = self.parts[Criterion.GROWTH]
+        self.full_growth_part = HUNDRED * self.growth_part
+        self.memos = (
+            self.memo[Criterion.COMPLIANCE],
+            self.memo[Criterion.CERTIFICATIONS],
+            self.memo[Criterion.SATISFACTION],
+        )
 
     def _scored(self, criterion: str, value) -> tuple[Decimal, Decimal]:
         """(score, score × weight / 100) of a value of a criterion."""
@@ -385,7 +396,9 @@ class _Scoring:
         return scored
 
     def evaluate(self, revenue, previous, compliant, certifications, satisfaction) -> tuple:
-        """From a Raw's fields, the values of EVALUATION_COLUMNS from revenue to total."""
+        """From a Raw's fields, the values of EVALUATION_COLUMNS from revenue to total: the same
+        Decimal operations, in the same order, as Raw.growth, Raw.compliance, _score, scores_of and
+        total_of."""
         if previous <= 0:  # Raw.growth
             growth = None
         else:
@@ -400,17 +413,31 @@ class _Scoring:
             revenue_score = revenue / self.revenue_target * HUNDRED
             revenue_score = (revenue_score if revenue_score < HUNDRED else HUNDRED).quantize(CENT, ROUND_HALF_UP)
         if growth is None:  # scores_of: from a zero base any revenue now is full marks
-            growth_score = HUNDRED if revenue > 0 else ZERO
-            growth_part = growth_score * self.parts[Criterion.GROWTH]
-        else:
-            growth_score = _score(growth, self.targets[Criterion.GROWTH])  # (too many values to remember)
-            growth_part = growth_score * self.parts[Criterion.GROWTH]
-        compliance_score, compliance_part = self._scored(Criterion.COMPLIANCE, compliance)
-        certifications_score, certifications_part = self._scored(Criterion.CERTIFICATIONS, certifications)
-        satisfaction_score, satisfaction_part = self._scored(Criterion.SATISFACTION, satisfaction)
+            if revenue > 0:
+                growth_score, growth_part = HUNDRED, self.full_growth_part
+            else:
+                growth_score = ZERO
+                growth_part = ZERO * self.growth_part
+        else:  # _score (too many values to remember)
+            if growth <= 0:
+                growth_score = ZERO
+            else:
+                growth_score = growth / self.growth_target * HUNDRED
+                growth_score = (growth_score if growth_score < HUNDRED else HUNDRED).quantize(CENT, ROUND_HALF_UP)
+            growth_part = growth_score * self.growth_part
+        compliance_memo, certifications_memo, satisfaction_memo = self.memos
+        compliance_score, compliance_part = compliance_memo.get(compliance) or self._scored(
+            Criterion.COMPLIANCE, compliance
+        )
+        certifications_score, certifications_part = certifications_memo.get(certifications) or self._scored(
+            Criterion.CERTIFICATIONS, certifications
+        )
+        satisfaction_score, satisfaction_part = satisfaction_memo.get(satisfaction) or self._scored(
+            Criterion.SATISFACTION, satisfaction
+        )
         total = (
             ZERO
-            + revenue_score * self.parts[Criterion.REVENUE]
+            + revenue_score * self.revenue_part
             + growth_part
             + compliance_part
             + certifications_part
