@@ -219,7 +219,13 @@ def test_certification_coverage_and_tier_counts_in_the_database_are_the_dealers_
     from collections import Counter
 
     from tests import factories
-    from tiers.kpis import applied_tiers, certification_coverage, tier_counts
+    from tiers.kpis import (
+        applied_tier_pks,
+        applied_tiers,
+        applied_tiers_with_status,
+        certification_coverage,
+        tier_counts,
+    )
     from tiers.models import DealerStanding, Tier, TierProgramme
 
     rng = random.Random(seed)
@@ -267,6 +273,10 @@ def test_certification_coverage_and_tier_counts_in_the_database_are_the_dealers_
     dealers_in = Counter(t.pk for t in applied.values())
     grace_in = Counter(t.pk for pk, t in applied.items() if pk in in_grace)
     assert tier_counts(resellers, DAY) == {pk: (n, grace_in[pk]) for pk, n in dealers_in.items()}
+    by_pk, chosen = applied_tier_pks(resellers, DAY)
+    assert sorted((pk, status, by_pk[tier]) for pk, status, tier in chosen) == sorted(
+        applied_tiers_with_status(resellers, DAY), key=lambda row: row[0]
+    )
 
 
 def test_certification_coverage_without_tiers_asks_the_programme_target(world):

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from dealers.models import LoginRecord, Organisation, Territory
 from deals.models import Registration
-from tiers.kpis import Kpis, Period, applied_tiers_with_status
+from tiers.kpis import Kpis, Period, applied_tier_pks
 from tiers.models import TierProgramme
 from tiers.rollup import submitted_by_dealer
 
@@ -52,13 +52,13 @@ def flags_for(
     # the programme in that tier, not only those the viewer looks after. Their counts are read for
     # every organisation at once (by date, not through a list of 10,000 dealers) and the peers
     # picked here; each tier's median is taken once.
-    resellers = applied_tiers_with_status(Organisation.objects.filter(kind=Organisation.Kind.RESELLER), today)
-    tier_of = {pk: tier for pk, _status, tier in resellers}
+    tiers, resellers = applied_tier_pks(Organisation.objects.filter(kind=Organisation.Kind.RESELLER), today)
+    tier_of = {pk: tiers[tier] for pk, _status, tier in resellers if pk in dealer_kpis}
     submitted = submitted_by_dealer(period.start, period.end)
     per_tier: dict[int, list[int]] = defaultdict(list)
     for pk, status, tier in resellers:  # no tiers: no peers
         if status != Organisation.Status.TERMINATED:
-            per_tier[tier.pk].append(submitted.get(pk, 0))
+            per_tier[tier].append(submitted.get(pk, 0))
     # fewer than three peers say too little
     tier_median = {tier: statistics.median(peers) for tier, peers in per_tier.items() if len(peers) >= 3}
     for pk, row in dealer_kpis.items():

@@ -400,6 +400,16 @@ def applied_tier(tiers: dict[int, Tier], today: date) -> Case:
     )
 
 
+def applied_tier_pks(organisations, today: date) -> tuple[dict[int, Tier], list[tuple[int, str, int]]]:
+    """({tier pk: tier}, [(pk, status, the pk of the tier that applies now)] of each organisation):
+    applied_tiers_with_status with the choice made in the database (applied_tier), for thousands
+    of organisations; none without any tier."""
+    tiers = {t.pk: t for t in Tier.objects.all()}
+    if not tiers:
+        return tiers, []
+    return tiers, list(organisations.order_by().values_list("pk", "status", applied_tier(tiers, today)))
+
+
 def certification_coverage(organisations, end: date, today: date, programme, level: str) -> dict:
     """{region pk (level "region") or None ("programme"): (certifications held, asked)} of the
     dealers of `organisations`: each dealer's distinct certifications held on `end`, up to what its
