@@ -883,12 +883,10 @@ def protections_expire(*, today: date | None = None, batch_size: int = 100_000) 
     from tiers.models import RollupChange
 
     registrations, events, changes = _table(Registration), _table(RegistrationEvent), _table(RollupChange)
-    bounds = Registration.objects.filter(status=Status.APPROVED, protected_until__lt=today).order_by()
-    low = bounds.values_list("pk", flat=True).order_by("pk").first()
+    low, high = _due_bounds(registrations, today)
     if low is None:
         _after_expiry()
         return 0
-    high = bounds.values_list("pk", flat=True).order_by("-pk").first()
     expired = 0
     reason = "The protection window ended."
     for start in range(low, high + 1, batch_size):
@@ -927,6 +925,21 @@ def protections_expire(*, today: date | None = None, batch_size: int = 100_000) 
         expired += count
     _after_expiry()
     return expired
+
+
+def _due_bounds(registrations: str, today: date) -> tuple[int | None, int | None]:
+    """The lowest and highest id of the approved registrations whose protection ended before today,
+    read through the (status, protected_until) index. Asked as ORDER BY id LIMIT 1, PostgreSQL
+    walked the primary key and tested each row: 300–370 ms at a million registrations, the whole
+    table on a night with nothing due. On PostgreSQL OFFSET 0 keeps the planner from doing so."""
+    fence = " OFFSET 0" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT MIN(id), MAX(id) FROM (SELECT id FROM {registrations} "
+            f"WHERE status = %s AND protected_until < %s{fence}) due",
+            [Status.APPROVED, connection.ops.adapt_datefield_value(today)],
+        )
+        return cursor.fetchone()
 
 
 def _after_expiry() -> None:

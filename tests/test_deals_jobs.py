@@ -177,6 +177,21 @@ def test_protections_expire_exactly_the_past_ones(world):
     assert expiry_events().count() == 2
 
 
+def test_the_due_bounds_are_the_first_and_last_due_registration(world):
+    """The batches of the expiry run from the lowest to the highest due id (read through the
+    status and protection index, not by walking the table): none when nothing is due."""
+    today = timezone.localdate()
+    table = connection.ops.quote_name(Registration._meta.db_table)
+    approved_until(world, today)  # its last day: not due
+    assert services._due_bounds(table, today) == (None, None)
+    first = approved_until(world, today - timedelta(days=3))
+    approved_until(world, today + timedelta(days=2))
+    approved_until(world, today - timedelta(days=1), status=Status.WON)
+    last = approved_until(world, today - timedelta(days=1))
+    approved_until(world, today)
+    assert services._due_bounds(table, today) == (first.pk, last.pk)
+
+
 def test_protections_expire_with_an_explicit_today(world):
     registration = approved_until(world, timezone.localdate() + timedelta(days=5))
     assert services.protections_expire(today=registration.protected_until) == 0
