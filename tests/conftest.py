@@ -76,5 +76,6 @@ def counted_both_ways(request, monkeypatch):
         monkeypatch.setattr("tiers.flags.submitted_by_dealer", built_first(rollup.submitted_by_dealer))
         monkeypatch.setattr("tiers.dashboards.review_hours_medians", built_first(rollup.review_hours_medians))
         monkeypatch.setattr("tiers.dashboards.forecast_totals", built_first(rollup.forecast_totals))
+        monkeypatch.setattr("tiers.kpis.pipeline_figures", built_first(rollup.pipeline_figures))
         monkeypatch.setattr("tiers.kpis.sales_figures", built_first(rollup.sales_figures))
     return request.param

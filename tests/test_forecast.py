@@ -15,6 +15,7 @@ import pytest
 import time_machine
 from django.core.exceptions import ValidationError
 from django.db import connection
+from django.db.models import Count, Sum
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -585,11 +586,11 @@ def test_a_long_dealer_table_shows_the_first_rows_and_counts_the_rest(world, cat
 
 
 def test_the_totals_kept_for_a_build_and_day_stay_the_live_totals(world, book, catalogue):
-    """The dashboards read the totals from what is kept per roll-up build and day (tiers.rollup.
-    forecast_totals). Kept right after a build, they equal the live totals after each kind of change
-    alone (an approval, the dealer's update of its close date, its stage or its lines, a withdrawal,
-    a deletion, a protection cut short, a dealer moving region), for every whole-region scope; the
-    next day counts its own buckets."""
+    """The dashboards read the totals (and the open pipeline) from what is kept per roll-up build
+    and day (tiers.rollup.forecast_totals, pipeline_figures). Kept right after a build, they equal
+    the live figures after each kind of change alone (an approval, the dealer's update of its close
+    date, its stage, its lines or its value, a withdrawal, a deletion, a protection cut short, a
+    dealer moving region), for every whole-region scope; the next day counts its own buckets."""
     from dealers.models import Organisation
     from deals import services
     from tiers import rollup
@@ -606,6 +607,19 @@ def test_the_totals_kept_for_a_build_and_day_stay_the_live_totals(world, book, c
             got = selectors.forecast(registrations, today=day, totals_only=True, totals=kept)
             expected = selectors.forecast(registrations, today=day, totals_only=True)
             assert _cells(got.totals) == _cells(expected.totals), scope.query
+            # and the open pipeline the same way (tiers.rollup.pipeline_figures)
+            protected_now = registrations.filter(status=S.APPROVED, protected_until__gte=day).order_by()
+            for key in ("organisation__region_id", None):
+                live = {
+                    k: (v, n)
+                    for k, v, n in (
+                        protected_now.values_list(key).annotate(v=Sum("expected_value"), n=Count("*"))
+                        if key
+                        else [(None, *protected_now.aggregate(v=Sum("expected_value"), n=Count("*")).values())]
+                    )
+                    if n
+                }
+                assert rollup.pipeline_figures(scope, day, key) == live, (scope.query, key)
 
     def update(registration, **changed):
         fields = {
@@ -616,6 +630,10 @@ def test_the_totals_kept_for_a_build_and_day_stay_the_live_totals(world, book, c
             **changed,
         }
         services.registration_update(registration=registration, actor=world.own_user, **fields)
+
+    def value(registration, amount):  # (saved alone: the pipeline's figure)
+        registration.expected_value = Decimal(amount)
+        registration.save(update_fields=["expected_value"])
 
     def cut_short(registration):
         registration.protected_until = DAY - timedelta(days=1)
@@ -636,6 +654,7 @@ def test_the_totals_kept_for_a_build_and_day_stay_the_live_totals(world, book, c
             (world.other, lambda: services.registration_approve(registration=waiting, actor=world.pm_b, reason="Ok.")),
             (world.own, lambda: update(book["early_jan"], expected_close_date=date(2027, 3, 3))),
             (world.own, lambda: update(book["late_now"], decision_stage="early")),
+            (world.other, lambda: value(book["other"], "4321.99")),
             (
                 world.own,
                 lambda: update(
@@ -740,6 +759,7 @@ def test_the_page_reads_what_is_kept_and_shows_the_same(world, book, catalogue):
     client = client_for(world.channel_admin)
     with on(DAY):
         _grow(world, catalogue, dealers=3, per_dealer=2)
+
         def page(**params) -> str:  # without what differs per response: the CSRF token, the chart's id
             text = client.get(PAGE, params).content.decode()
             return re.sub(r'name="csrfmiddlewaretoken" value="[^"]*"|chart-\d+', "", text)

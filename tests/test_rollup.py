@@ -349,8 +349,8 @@ def test_region_rows_serve_whole_regions_only(world, django_assert_num_queries):
 def test_a_save_of_other_fields_marks_nobody(world):
     made = make_registration(world.own, world.own_user, S.SUBMITTED)
     rollup.rollup_build()
-    made.expected_value = Decimal("5000.00")
-    made.save(update_fields=["expected_value"])
+    made.next_steps = "Call the architect."
+    made.save(update_fields=["next_steps"])
     assert not RollupChange.objects.exists()
 
 

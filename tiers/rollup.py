@@ -82,6 +82,7 @@ TRACKED = frozenset(
         "protected_until",
         "expected_close_date",
         "decision_stage",
+        "expected_value",  # the open pipeline, kept per build and day (pipeline_figures)
     }
 )
 
@@ -876,6 +877,72 @@ def forecast_totals(organisations, today: date) -> list[tuple] | None:
     ]
 
 
+def pipeline_figures(organisations, today: date, key: str | None) -> dict | None:
+    """{region pk ("organisation__region_id") or None (key None): (expected value, registrations)}
+    of the registrations protected on `today` of `organisations`, or None where it cannot tell (no
+    build; `organisations` not whole regions): the caller counts them live.
+
+    Summing a channel admin's 31,000 protected registrations took 15–30 ms of every programme
+    dashboard at a million registrations. As for forecast_totals, an unchanged dealer's pipeline is
+    the same all day: every dealer's is counted once per build and day and kept, with its sums per
+    region; a request adds up its regions', takes out the changed dealers' kept and counts theirs
+    live (one query)."""
+    if key not in ("organisation__region_id", None):
+        return None
+    state = _build_state()
+    regions = _whole_regions(organisations) if state is not None else None
+    if regions is None:
+        return None
+    dealers, groups = _kept(f"{_kept_prefix(state)}:pipeline:{today.isoformat()}", _kept_pipeline, today)
+    sums: dict = {}
+
+    def add(region, cents: int, registrations: int, sign: int = 1) -> None:
+        found = sums.setdefault(None if key is None else region, [0, 0])
+        found[0] += sign * cents
+        found[1] += sign * registrations
+
+    for (kind, region), (cents, registrations) in groups.items():
+        if _of_regions(kind, region, regions):
+            add(region, cents, registrations)
+    changed = _changed_dealers()
+    for pk in changed:
+        if (kept := dealers.get(pk)) and _of_regions(kept[0], kept[1], regions):
+            add(kept[1], kept[2], kept[3], sign=-1)
+    if changed:
+        live = Registration.objects.filter(
+            organisation_id__in=changed,
+            organisation__in=organisations,
+            status=Status.APPROVED,
+            protected_until__gte=today,
+        )
+        for region, value, registrations in (
+            live.values_list("organisation__region_id").order_by().annotate(v=Sum("expected_value"), n=Count("*"))
+        ):
+            add(region, _cents(value), registrations)
+    return {k: (Decimal(cents).scaleb(-2), n) for k, (cents, n) in sums.items() if n}
+
+
+def _kept_pipeline(today: date) -> tuple[dict, dict]:
+    """({organisation pk: (kind, region pk, cents, registrations)}, {(kind, region pk): (cents,
+    registrations)}) of every organisation's registrations protected on `today`."""
+    per_dealer = dict(
+        (pk, (_cents(value), n))
+        for pk, value, n in Registration.objects.filter(status=Status.APPROVED, protected_until__gte=today)
+        .values_list("organisation_id")
+        .order_by()
+        .annotate(v=Sum("expected_value"), n=Count("*"))
+    )
+    dealers: dict = {}
+    groups: dict = {}
+    for pk, kind, region, _pm in _organisations_keyed():
+        if (found := per_dealer.get(pk)) is not None:
+            dealers[pk] = (kind, region, *found)
+            summed = groups.setdefault((kind, region), [0, 0])
+            summed[0] += found[0]
+            summed[1] += found[1]
+    return dealers, {group: tuple(figures) for group, figures in groups.items()}
+
+
 def _cents(value) -> int:
     """A sum of money as whole cents (SQLite sums decimals as floats: rounded to the cent first)."""
     return int((Decimal(str(value or 0)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)).scaleb(2))
@@ -1177,6 +1244,7 @@ def rollup_warm(today: date | None = None) -> None:
     review_hours_medians(resellers, period.start, period.end)
     sales_figures(resellers, period.start, period.end, None)
     forecast_totals(resellers, today or timezone.localdate())  # the dashboards' forecast
+    pipeline_figures(resellers, today or timezone.localdate(), None)  # and open pipeline
     forecast_sums(Organisation.objects.all(), today or timezone.localdate())  # the forecast page
     # the year before, which the dashboards compare with
     before = period.previous_year()
