@@ -346,6 +346,25 @@ def test_region_rows_serve_whole_regions_only(world, django_assert_num_queries):
     assert_same(Organisation.objects.filter(pk__in=[world.own.pk, world.other.pk]), periods(9, 8))
 
 
+def test_whole_regions_are_answered_once_per_queryset(world, django_assert_num_queries):
+    """_whole_regions keeps its answer on the queryset; narrowed to the dealers, whole regions stay
+    whole (they hold dealers only) and the answer goes along; where the regions were not whole it
+    is asked again of the narrowed queryset."""
+    rollup.rollup_build()
+    north = Organisation.objects.filter(region=world.north)
+    with django_assert_num_queries(2):
+        assert rollup._whole_regions(north) == [world.north.pk]
+        assert rollup._whole_regions(north) == [world.north.pk]
+    narrowed = rollup.whole_regions_kept(north, north.filter(kind=Organisation.Kind.RESELLER))
+    with django_assert_num_queries(0):
+        assert rollup._whole_regions(narrowed) == [world.north.pk]
+    some = Organisation.objects.filter(pk=world.own.pk)
+    assert rollup._whole_regions(some) is None
+    narrowed = rollup.whole_regions_kept(some, some.filter(kind=Organisation.Kind.RESELLER))
+    with django_assert_num_queries(2):  # asked again (and not whole)
+        assert rollup._whole_regions(narrowed) is None
+
+
 def test_a_save_of_other_fields_marks_nobody(world):
     made = make_registration(world.own, world.own_user, S.SUBMITTED)
     rollup.rollup_build()

@@ -52,7 +52,16 @@ from django.utils import timezone
 from dealers.models import Organisation
 from deals.models import Registration
 from tiers.models import CertificationHolding, SatisfactionScore, Tier, TierProgramme
-from tiers.rollup import Basis, Figures, in_period, pipeline_figures, registration_figures, sales_figures, within
+from tiers.rollup import (
+    Basis,
+    Figures,
+    in_period,
+    pipeline_figures,
+    registration_figures,
+    sales_figures,
+    whole_regions_kept,
+    within,
+)
 
 ZERO = Decimal("0")
 HUNDRED = Decimal("100")
@@ -228,7 +237,7 @@ def _kpis(
         raise ValueError(level)
     today = today or timezone.localdate()
     org_key, sale_key = KEY_PATHS[level]
-    organisations = organisations.filter(kind=Organisation.Kind.RESELLER)
+    organisations = whole_regions_kept(organisations, organisations.filter(kind=Organisation.Kind.RESELLER))
     result: dict = {}
     if level == "dealer":
         for pk, name, region in organisations.values_list("pk", "name", "region__name"):

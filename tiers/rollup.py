@@ -429,6 +429,15 @@ def _whole_regions(organisations) -> list | None:
 _WHOLE_REGIONS = "_rollup_whole_regions"
 
 
+def whole_regions_kept(organisations, resellers):
+    """`resellers` (organisations narrowed to the dealers), with what _whole_regions found for
+    `organisations` when it found whole regions: those hold dealers only, so narrowing changes
+    nothing (the dashboards' KPIs narrow the queryset they are given, which lost the answer)."""
+    if organisations.__dict__.get(_WHOLE_REGIONS) is not None:
+        resellers.__dict__[_WHOLE_REGIONS] = organisations.__dict__[_WHOLE_REGIONS]
+    return resellers
+
+
 def _regions_whole(organisations) -> list | None:
     # two queries: per region, the organisations given and how many are not dealers; then every
     # dealer of those regions
