@@ -155,7 +155,8 @@ def vacuum_dead_rows() -> str:
     if not tables:
         return f"no table needed a vacuum (autovacuum {autovacuum})"
     return (
-        f"vacuumed {len(tables)} tables with dead rows of earlier runs in {time.perf_counter() - started:.0f} s "
+        f"vacuumed {len(tables)} table{'' if len(tables) == 1 else 's'} with dead rows of earlier runs in "
+        f"{time.perf_counter() - started:.0f} s "
         f"(autovacuum {autovacuum}): {', '.join(tables)}"
     )
 
