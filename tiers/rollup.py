@@ -1035,7 +1035,7 @@ def forecast_sums(organisations, today: date):
     dealer has is the same all day: its totals per bucket and stage (kept for forecast_totals) and
     its lines per product line and product (_kept_forecast_lines) are counted once per build and
     day and kept, with their sums per region; a request adds up the sums of its regions, takes out
-    what is kept for the dealers changed since and counts theirs live (two queries)."""
+    what is kept for the dealers changed since and counts theirs live (three queries)."""
     from deals.forecast import Sums, lines_by_dealer, totals_by_dealer
 
     state = _build_state()
