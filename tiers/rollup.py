@@ -772,12 +772,9 @@ def review_hours_medians(organisations, start: date, end: date) -> dict | None:
     if regions is None:
         return None
     decided = in_period(Basis.DECIDED, start, end) & Q(review_working_hours__isnull=False)
-    cache_key = f"{_kept_prefix(state)}:hours:{start.isoformat()}:{end.isoformat()}"
-    stored = cache.get(cache_key)
-    if stored is None:
-        stored = _kept_hours(decided)
-        cache.set(cache_key, stored, BUILD_CACHE_SECONDS)
-    index, hours, groups = stored
+    index, hours, groups = _kept(
+        f"{_kept_prefix(state)}:hours:{start.isoformat()}:{end.isoformat()}", _kept_hours, decided
+    )
 
     per_pm: dict = {}
     for (kind, region, pm), values in groups.items():
